@@ -1,0 +1,3 @@
+//! Covey's device facade: consent, purpose grants, audit, round participation.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

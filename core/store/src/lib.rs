@@ -1,0 +1,3 @@
+//! Covey's encrypted on-device store for a member's loyalty history.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

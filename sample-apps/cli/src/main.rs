@@ -1,0 +1,22 @@
+//! `covey`: the command line for devices, evaluation, privacy accounting, SecAgg+ simulation
+//! and the fleet demo. Each top-level command lives in its own module.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "covey", version, about = "Covey: consent-first federated personalization")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {}
+}

@@ -1,0 +1,3 @@
+//! Covey's aggregation server.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
