@@ -4,3 +4,4 @@
 //! return messages, so the hard logic is tested without sockets.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+pub mod secagg;

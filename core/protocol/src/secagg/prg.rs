@@ -1,0 +1,162 @@
+//! Mask expansion: ChaCha20 keystreams keyed by full 256-bit seeds, bound to the session.
+//!
+//! Every mask is the ChaCha20 keystream under the 32-byte seed as key and a nonce derived
+//! from the session id, read as little-endian u32 words. Masks live in Z_{2^32}; because
+//! 2^B divides 2^32, reducing the masked sum mod 2^B at the end is exact for every B ≤ 32 and
+//! the low B bits of a uniform word are uniform, so no rejection sampling is needed.
+//!
+//! All masks a party applies are expanded together block by block ([`apply_masks`]): the
+//! accumulator block stays in L1 cache while each keystream adds into it, which keeps the
+//! masking stage close to the raw keystream cost (see BENCHMARKS.md).
+
+use chacha20::ChaCha20;
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use zeroize::Zeroizing;
+
+use super::SessionId;
+use super::crypto::digest;
+
+/// Words per block of the fused expansion (16 KiB of keystream per stream and block).
+const BLOCK_WORDS: usize = 4096;
+
+/// Whether a mask is added to or subtracted from the accumulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sign {
+    /// acc += mask
+    Add,
+    /// acc -= mask
+    Subtract,
+}
+
+impl Sign {
+    /// The opposite sign (what undoes a mask).
+    pub fn flip(self) -> Self {
+        match self {
+            Sign::Add => Sign::Subtract,
+            Sign::Subtract => Sign::Add,
+        }
+    }
+}
+
+/// A 256-bit mask seed. Never truncated or folded: it is the ChaCha20 key itself.
+pub type Seed = Zeroizing<[u8; 32]>;
+
+/// The ChaCha20 nonce every mask of `session` uses (seeds are unique per session and pair).
+pub fn session_nonce(session: &SessionId) -> [u8; 12] {
+    let h = digest(&[b"covey-secagg/v1/mask-nonce", &session.0]);
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&h[..12]);
+    nonce
+}
+
+/// Adds (or subtracts) the keystream of every `(seed, sign)` into `acc`, wrapping mod 2^32.
+pub fn apply_masks(acc: &mut [u32], masks: &[(Seed, Sign)], session: &SessionId) {
+    let nonce = session_nonce(session);
+    let mut streams: Vec<(ChaCha20, Sign)> = masks
+        .iter()
+        .map(|(seed, sign)| (ChaCha20::new(&(**seed).into(), &nonce.into()), *sign))
+        .collect();
+    let mut buf = Zeroizing::new(vec![0u8; BLOCK_WORDS * 4]);
+    for block in acc.chunks_mut(BLOCK_WORDS) {
+        let bytes = &mut buf[..block.len() * 4];
+        for (cipher, sign) in &mut streams {
+            bytes.fill(0);
+            cipher.apply_keystream(bytes);
+            combine(block, bytes, *sign);
+        }
+    }
+}
+
+fn combine(block: &mut [u32], keystream: &[u8], sign: Sign) {
+    let words = keystream
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    match sign {
+        Sign::Add => block
+            .iter_mut()
+            .zip(words)
+            .for_each(|(a, w)| *a = a.wrapping_add(w)),
+        Sign::Subtract => block
+            .iter_mut()
+            .zip(words)
+            .for_each(|(a, w)| *a = a.wrapping_sub(w)),
+    }
+}
+
+/// A deterministic stream of uniform integers for protocol-wide public choices (the graph
+/// permutation). Not for secrets: its key is public (derived from the session id).
+#[derive(Debug)]
+pub struct PublicStream {
+    cipher: ChaCha20,
+}
+
+impl PublicStream {
+    /// A stream keyed by `key` with the all-zero nonce.
+    pub fn new(key: [u8; 32]) -> Self {
+        PublicStream {
+            cipher: ChaCha20::new(&key.into(), &[0u8; 12].into()),
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut bytes = [0u8; 8];
+        self.cipher.apply_keystream(&mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+
+    /// Uniform integer in `0..bound` (bound > 0) by rejection, so no modulo bias.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        let zone = u64::MAX - (u64::MAX % bound);
+        loop {
+            let v = self.next_u64();
+            if v < zone {
+                return v % bound;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_cancel_and_match_the_raw_keystream() {
+        let session = SessionId([3; 32]);
+        let seed: Seed = Zeroizing::new([7; 32]);
+        let mut acc = vec![0u32; 10_000];
+        apply_masks(&mut acc, &[(seed.clone(), Sign::Add)], &session);
+        let mut raw = vec![0u8; 40_000];
+        ChaCha20::new(&[7u8; 32].into(), &session_nonce(&session).into()).apply_keystream(&mut raw);
+        let expect: Vec<u32> = raw
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        assert_eq!(acc, expect);
+        apply_masks(&mut acc, &[(seed, Sign::Subtract)], &session);
+        assert!(acc.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn another_session_gives_another_mask() {
+        let seed: Seed = Zeroizing::new([1; 32]);
+        let mut a = vec![0u32; 64];
+        let mut b = vec![0u32; 64];
+        apply_masks(&mut a, &[(seed.clone(), Sign::Add)], &SessionId([0; 32]));
+        apply_masks(&mut b, &[(seed, Sign::Add)], &SessionId([1; 32]));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn public_stream_is_uniform_enough_and_in_range() {
+        let mut s = PublicStream::new([9; 32]);
+        let mut counts = [0u32; 6];
+        for _ in 0..60_000 {
+            counts[s.below(6) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (9_500..10_500).contains(&c)),
+            "{counts:?}"
+        );
+    }
+}
