@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod secagg;
+
 #[derive(Debug, Parser)]
 #[command(name = "covey", version, about = "Covey: consent-first federated personalization")]
 struct Cli {
@@ -14,9 +16,14 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// SecAgg+ secure aggregation: in-process simulation.
+    Secagg(secagg::SecaggArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Secagg(args) => secagg::run(args),
+    }
 }
