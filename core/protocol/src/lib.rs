@@ -4,4 +4,5 @@
 //! return messages, so the hard logic is tested without sockets.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+pub mod accounting;
 pub mod secagg;
