@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod privacy;
 mod secagg;
 
 #[derive(Debug, Parser)]
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Privacy accounting: epsilon of a schedule, noise for a target.
+    Privacy(privacy::PrivacyArgs),
     /// SecAgg+ secure aggregation: in-process simulation.
     Secagg(secagg::SecaggArgs),
 }
@@ -24,6 +27,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Privacy(args) => privacy::run(args),
         Command::Secagg(args) => secagg::run(args),
     }
 }
