@@ -1,0 +1,68 @@
+//! Errors of the device facade.
+
+use crate::consent::PurposeId;
+
+/// Everything that can go wrong in `covey-sdk`. Messages name what failed, never member data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A purpose declaration is incomplete or malformed.
+    #[error("invalid purpose declaration: {what}")]
+    InvalidPurpose {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A purpose with this id is already registered.
+    #[error("a purpose with this id is already registered")]
+    DuplicatePurpose,
+    /// The purpose is not in the registry (or not in the notice in force).
+    #[error("unknown purpose")]
+    UnknownPurpose,
+    /// A notice is malformed.
+    #[error("invalid notice: {what}")]
+    InvalidNotice {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A consent decision referred to a notice version that is not the one in force.
+    #[error("notice version {given} is not the version in force ({current})")]
+    StaleNotice {
+        /// Version the caller showed.
+        given: u32,
+        /// Version in force.
+        current: u32,
+    },
+    /// Stored data failed to decode.
+    #[error("stored {what} is corrupted")]
+    Corrupted {
+        /// What failed to decode.
+        what: &'static str,
+    },
+    /// A checkpoint is malformed or its signature does not verify.
+    #[error("bad audit checkpoint: {what}")]
+    BadCheckpoint {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A receipt is malformed, forged or does not match its proof.
+    #[error("invalid consent receipt: {what}")]
+    InvalidReceipt {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The purpose has no valid consent for the notice in force.
+    #[error("no valid consent for purpose {purpose}")]
+    ConsentRequired {
+        /// The purpose.
+        purpose: PurposeId,
+    },
+    /// Consent was withdrawn (or expired) while an operation was running.
+    #[error("consent for purpose {purpose} was withdrawn")]
+    ConsentWithdrawn {
+        /// The purpose.
+        purpose: PurposeId,
+    },
+}
+
+/// Result with the SDK's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
