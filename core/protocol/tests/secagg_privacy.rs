@@ -37,10 +37,10 @@ fn masked_vector_of_member_zero(bits: u32, input_value: u32, seed: u64) -> Vec<u
             let reply = clients[message.recipient.0 as usize]
                 .handle(&message)
                 .unwrap();
-            if let ClientBody::MaskedInput { values, .. } = &reply.body {
-                if reply.sender == MemberId(0) {
-                    return values.clone();
-                }
+            if let ClientBody::MaskedInput { values, .. } = &reply.body
+                && reply.sender == MemberId(0)
+            {
+                return values.clone();
             }
             server.receive(&reply).unwrap();
         }

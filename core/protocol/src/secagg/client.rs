@@ -48,7 +48,7 @@ impl std::fmt::Debug for Client {
 enum State {
     AwaitingDirectory,
     AwaitingShares {
-        peers: BTreeMap<usize, AdvertisedKeys>,
+        peers: BTreeMap<usize, Peer>,
     },
     AwaitingConsistency {
         held: Vec<HeldShares>,
@@ -58,6 +58,13 @@ enum State {
         signed: Option<Vec<MemberId>>,
     },
     Done,
+}
+
+/// A neighbour's keys and the key its shares to this member are encrypted under (derived
+/// in stage 2 from the same X25519 agreement, so stage 3 does not repeat it).
+struct Peer {
+    keys: AdvertisedKeys,
+    inbound: Zeroizing<[u8; 32]>,
 }
 
 /// The shares a neighbour entrusted to this member.
@@ -215,26 +222,38 @@ impl Client {
 
     /// Stage 2: encrypt one (b, s) share pair to every neighbour in the directory.
     fn share_keys(&self, entries: &[DirectoryEntry]) -> Result<(ClientBody, State)> {
-        let mut peers = BTreeMap::new();
+        let mut directory = BTreeMap::new();
         for entry in entries {
             let pos = self.neighbour_position(entry.member)?;
             self.verify_advertisement(pos, entry)?;
-            if peers.insert(pos, entry.keys).is_some() {
+            if directory.insert(pos, entry.keys).is_some() {
                 return Err(Error::Protocol("directory lists a member twice"));
             }
         }
-        self.require_threshold(peers.len(), Stage::ShareKeys)?;
-        let mut ciphertexts = Vec::with_capacity(peers.len());
-        for (&pos, keys) in &peers {
+        self.require_threshold(directory.len(), Stage::ShareKeys)?;
+        let session = &self.params.session_id;
+        let mut ciphertexts = Vec::with_capacity(directory.len());
+        let mut peers = BTreeMap::new();
+        for (pos, keys) in directory {
             let peer = self.params.roster[pos];
             let shared = self.c_key.agree(&keys.c_public)?;
-            let key = crypto::derive_key(
-                &shared,
-                &self.params.session_id,
-                Purpose::ShareEncryption,
-                Stage::ShareKeys,
-                self.id,
-                peer,
+            let share_key = |from, to| {
+                crypto::derive_key(
+                    &shared,
+                    session,
+                    Purpose::ShareEncryption,
+                    Stage::ShareKeys,
+                    from,
+                    to,
+                )
+            };
+            let key = share_key(self.id, peer);
+            peers.insert(
+                pos,
+                Peer {
+                    keys,
+                    inbound: share_key(peer, self.id),
+                },
             );
             let (b, s) = self
                 .outgoing
@@ -257,7 +276,7 @@ impl Client {
     /// Stage 3: decrypt the shares held for neighbours and mask the input.
     fn masked_input(
         &self,
-        peers: &BTreeMap<usize, AdvertisedKeys>,
+        peers: &BTreeMap<usize, Peer>,
         bundle: &[(MemberId, Vec<u8>)],
     ) -> Result<(ClientBody, State)> {
         let session = &self.params.session_id;
@@ -265,25 +284,17 @@ impl Client {
         let mut masks: Vec<(Seed, Sign)> = vec![(self.b_seed.clone(), Sign::Add)];
         for (sender, ciphertext) in bundle {
             let pos = self.neighbour_position(*sender)?;
-            let keys = peers
+            let peer = peers
                 .get(&pos)
                 .ok_or(Error::Protocol("shares from a member without keys"))?;
             if held.iter().any(|h| h.owner == *sender) {
                 return Err(Error::Protocol("two share bundles from one member"));
             }
-            let shared = self.c_key.agree(&keys.c_public)?;
-            let key = crypto::derive_key(
-                &shared,
-                session,
-                Purpose::ShareEncryption,
-                Stage::ShareKeys,
-                *sender,
-                self.id,
-            );
-            let plaintext = crypto::open(&key, &share_aad(session, *sender, self.id), ciphertext)?;
+            let aad = share_aad(session, *sender, self.id);
+            let plaintext = crypto::open(&peer.inbound, &aad, ciphertext)?;
             held.push(self.parse_shares(*sender, &plaintext)?);
             let seed = pairwise_seed(
-                &*self.s_key.agree(&keys.s_public)?,
+                &*self.s_key.agree(&peer.keys.s_public)?,
                 session,
                 self.id,
                 *sender,
@@ -292,7 +303,7 @@ impl Client {
         }
         self.require_threshold(held.len(), Stage::MaskedInput)?;
         let mut values = self.input.to_vec();
-        prg::apply_masks(&mut values, &masks, session);
+        prg::apply_masks(&mut values, &masks, session)?;
         let mask = value_mask(self.params.bits);
         values.iter_mut().for_each(|v| *v &= mask);
         let next = if self.params.signing_keys.is_some() {

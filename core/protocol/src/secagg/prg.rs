@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use super::SessionId;
 use super::crypto::digest;
+use super::error::{Error, Result};
 
 /// Words per block of the fused expansion (16 KiB of keystream per stream and block).
 const BLOCK_WORDS: usize = 4096;
@@ -50,7 +51,10 @@ pub fn session_nonce(session: &SessionId) -> [u8; 12] {
 }
 
 /// Adds (or subtracts) the keystream of every `(seed, sign)` into `acc`, wrapping mod 2^32.
-pub fn apply_masks(acc: &mut [u32], masks: &[(Seed, Sign)], session: &SessionId) {
+///
+/// Fails only if `acc` outgrows one ChaCha20 keystream (256 GiB), which session validation
+/// (at most 2^26 coordinates) rules out.
+pub fn apply_masks(acc: &mut [u32], masks: &[(Seed, Sign)], session: &SessionId) -> Result<()> {
     let nonce = session_nonce(session);
     let mut streams: Vec<(ChaCha20, Sign)> = masks
         .iter()
@@ -60,11 +64,13 @@ pub fn apply_masks(acc: &mut [u32], masks: &[(Seed, Sign)], session: &SessionId)
     for block in acc.chunks_mut(BLOCK_WORDS) {
         let bytes = &mut buf[..block.len() * 4];
         for (cipher, sign) in &mut streams {
-            bytes.fill(0);
-            cipher.apply_keystream(bytes);
+            cipher
+                .try_write_keystream(bytes)
+                .map_err(|_| Error::InvalidParams("vector longer than a ChaCha20 keystream"))?;
             combine(block, bytes, *sign);
         }
     }
+    Ok(())
 }
 
 fn combine(block: &mut [u32], keystream: &[u8], sign: Sign) {
@@ -125,7 +131,7 @@ mod tests {
         let session = SessionId([3; 32]);
         let seed: Seed = Zeroizing::new([7; 32]);
         let mut acc = vec![0u32; 10_000];
-        apply_masks(&mut acc, &[(seed.clone(), Sign::Add)], &session);
+        apply_masks(&mut acc, &[(seed.clone(), Sign::Add)], &session).unwrap();
         let mut raw = vec![0u8; 40_000];
         ChaCha20::new(&[7u8; 32].into(), &session_nonce(&session).into()).apply_keystream(&mut raw);
         let expect: Vec<u32> = raw
@@ -133,7 +139,7 @@ mod tests {
             .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
             .collect();
         assert_eq!(acc, expect);
-        apply_masks(&mut acc, &[(seed, Sign::Subtract)], &session);
+        apply_masks(&mut acc, &[(seed, Sign::Subtract)], &session).unwrap();
         assert!(acc.iter().all(|&v| v == 0));
     }
 
@@ -142,8 +148,8 @@ mod tests {
         let seed: Seed = Zeroizing::new([1; 32]);
         let mut a = vec![0u32; 64];
         let mut b = vec![0u32; 64];
-        apply_masks(&mut a, &[(seed.clone(), Sign::Add)], &SessionId([0; 32]));
-        apply_masks(&mut b, &[(seed, Sign::Add)], &SessionId([1; 32]));
+        apply_masks(&mut a, &[(seed.clone(), Sign::Add)], &SessionId([0; 32])).unwrap();
+        apply_masks(&mut b, &[(seed, Sign::Add)], &SessionId([1; 32])).unwrap();
         assert_ne!(a, b);
     }
 

@@ -473,7 +473,7 @@ impl Server {
             }
         }
         let mut sum = std::mem::take(&mut self.sum);
-        prg::apply_masks(&mut sum, &masks, &session);
+        prg::apply_masks(&mut sum, &masks, &session)?;
         let mask = value_mask(self.params.bits);
         sum.iter_mut().for_each(|v| *v &= mask);
         Ok(ServerStep::Finished(Aggregate {

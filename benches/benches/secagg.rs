@@ -1,0 +1,370 @@
+//! SecAgg+ costs, with the physical floor and the Flower peer measured in the same run.
+//!
+//! - `secagg_client/{masked_input,all_stages}/k/m`: one member with k neighbours and an
+//!   m-coordinate input: the masked-input stage alone, and key setup + share encryption +
+//!   masking together.
+//! - `secagg_floor/chacha20/k/m`: the raw ChaCha20 keystream for the same (k + 1) · m words
+//!   of mask: no masking scheme can expand its masks faster.
+//! - `secagg_server/unmask/n1000_m100000/drop{0,10,30}`: the server's unmask stage (accept
+//!   the responses, reconstruct seeds, remove masks) for n = 1000, m = 100 000, with the
+//!   given fraction dropped after sharing keys (the costly case: their pairwise masks must
+//!   be rebuilt).
+//! - After criterion, a ratio table: ours vs the floor and vs Flower's SecAgg+ client
+//!   (`benches/peers/flower_secaggplus.py`, run with `$COVEY_FLOWER_PYTHON` or `python3`
+//!   when it can import flwr).
+//!
+//! Sizes: `COVEY_SECAGG_BENCH=quick` keeps only the 100k cases and the 10% dropout case.
+
+use std::hint::black_box;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chacha20::ChaCha20;
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use covey_protocol::secagg::params::{self, AdversaryClass, ThreatModel};
+use covey_protocol::secagg::{
+    Client, ClientMessage, MemberId, Server, ServerMessage, ServerStep, SessionId, SessionParams,
+};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const BITS: u32 = 32;
+const MEMBER_ZERO_SEED: u64 = 0x5eca;
+
+fn quick() -> bool {
+    std::env::var("COVEY_SECAGG_BENCH").is_ok_and(|v| v == "quick")
+}
+
+fn client_cases() -> Vec<(usize, usize)> {
+    let dims: &[usize] = if quick() {
+        &[100_000]
+    } else {
+        &[100_000, 1_000_000]
+    };
+    [16, 32, 72]
+        .iter()
+        .flat_map(|&k| dims.iter().map(move |&m| (k, m)))
+        .collect()
+}
+
+fn session(n: usize, m: usize, degree: usize, threshold: usize) -> SessionParams {
+    SessionParams {
+        session_id: SessionId([0x42; 32]),
+        bits: BITS,
+        dimension: m,
+        degree,
+        threshold,
+        roster: (0..n as u32).map(MemberId).collect(),
+        signing_keys: None,
+    }
+}
+
+/// A cohort of k + 1 members, all neighbours of member 0, run up to the masked-input stage.
+/// Returns what member 0 receives, so it can be rebuilt (same seed, same keys) per iteration.
+struct ClientCase {
+    params: SessionParams,
+    input: Vec<u32>,
+    directory: ServerMessage,
+    bundle: ServerMessage,
+}
+
+impl ClientCase {
+    fn new(k: usize, m: usize) -> Self {
+        let params = session(k + 1, m, k, (k / 3).max(2));
+        let input: Vec<u32> = (0..m as u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let mut server = Server::new(params.clone()).expect("valid params");
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let mut clients = Vec::new();
+        for member in &params.roster {
+            let (client, hello) = if member.0 == 0 {
+                Self::member_zero(&params, &input)
+            } else {
+                Client::new(params.clone(), *member, &input, None, &mut rng).expect("client")
+            };
+            server.receive(&hello).expect("hello");
+            clients.push(client);
+        }
+        let directory = Self::relay(&mut server, &mut clients);
+        let bundle = Self::next_for_zero(&mut server);
+        ClientCase {
+            params,
+            input,
+            directory,
+            bundle,
+        }
+    }
+
+    fn member_zero(params: &SessionParams, input: &[u32]) -> (Client, ClientMessage) {
+        let mut rng = ChaCha20Rng::seed_from_u64(MEMBER_ZERO_SEED);
+        Client::new(params.clone(), MemberId(0), input, None, &mut rng).expect("member 0")
+    }
+
+    /// Closes the stage, answers every message, and returns the one member 0 got.
+    fn relay(server: &mut Server, clients: &mut [Client]) -> ServerMessage {
+        let ServerStep::Send(messages) = server.close_stage().expect("close") else {
+            unreachable!("session cannot finish at this stage")
+        };
+        for message in &messages {
+            let reply = clients[message.recipient.0 as usize]
+                .handle(message)
+                .expect("reply");
+            server.receive(&reply).expect("accept");
+        }
+        messages
+            .into_iter()
+            .find(|m| m.recipient == MemberId(0))
+            .expect("member 0 message")
+    }
+
+    fn next_for_zero(server: &mut Server) -> ServerMessage {
+        let ServerStep::Send(messages) = server.close_stage().expect("close") else {
+            unreachable!("session cannot finish at this stage")
+        };
+        messages
+            .into_iter()
+            .find(|m| m.recipient == MemberId(0))
+            .expect("member 0 message")
+    }
+
+    /// Member 0 at the masked-input stage.
+    fn ready(&self) -> Client {
+        let (mut client, _) = Self::member_zero(&self.params, &self.input);
+        client.handle(&self.directory).expect("share keys");
+        client
+    }
+
+    /// Member 0's stages 1–3.
+    fn all_stages(&self) -> ClientMessage {
+        let mut client = self.ready();
+        client.handle(&self.bundle).expect("masked input")
+    }
+}
+
+/// The raw keystream floor: `words` u32 of ChaCha20 through the same 16 KiB buffer size.
+fn keystream_floor(words: usize) -> u8 {
+    let mut cipher = ChaCha20::new(&[7u8; 32].into(), &[0u8; 12].into());
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut left = words * 4;
+    while left > 0 {
+        let n = left.min(buf.len());
+        cipher.apply_keystream(&mut buf[..n]);
+        left -= n;
+    }
+    buf[0]
+}
+
+fn bench_client(c: &mut Criterion) {
+    for (k, m) in client_cases() {
+        let case = ClientCase::new(k, m);
+        let id = format!("k{k}/m{m}");
+        let mut group = c.benchmark_group("secagg_client");
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3));
+        group.bench_function(format!("masked_input/{id}"), |b| {
+            b.iter_batched(
+                || case.ready(),
+                |mut client| client.handle(&case.bundle).expect("mask"),
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(format!("all_stages/{id}"), |b| b.iter(|| case.all_stages()));
+        group.finish();
+        let mut floor = c.benchmark_group("secagg_floor");
+        floor
+            .sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3));
+        floor.bench_function(format!("chacha20/{id}"), |b| {
+            b.iter(|| keystream_floor(black_box((k + 1) * m)))
+        });
+        floor.finish();
+    }
+}
+
+/// n = 1000 members run to the unmask stage with `drop` of them silent at masked input.
+struct ServerCase {
+    server: Server,
+    responses: Vec<ClientMessage>,
+}
+
+impl ServerCase {
+    fn new(drop_percent: usize) -> Self {
+        let (n, m) = (1000, 100_000);
+        let threat = ThreatModel {
+            adversarial_fraction: 0.05,
+            dropout_fraction: 0.33,
+            adversary: AdversaryClass::SemiHonest,
+        };
+        let graph = params::find(n, &threat).expect("parameters");
+        let params = session(n, m, graph.degree, graph.threshold);
+        let mut server = Server::new(params.clone()).expect("server");
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let input = vec![1u32; m];
+        let mut clients: Vec<Client> = params
+            .roster
+            .iter()
+            .map(|member| {
+                let (client, hello) =
+                    Client::new(params.clone(), *member, &input, None, &mut rng).expect("client");
+                server.receive(&hello).expect("hello");
+                client
+            })
+            .collect();
+        // Every (100 / drop)-th member falls silent before uploading its masked input.
+        let dropped = |member: MemberId| {
+            drop_percent > 0 && (member.0 as usize * drop_percent) % 100 < drop_percent
+        };
+        for stage in 0..3 {
+            let ServerStep::Send(messages) = server.close_stage().expect("close") else {
+                unreachable!()
+            };
+            let mut responses = Vec::new();
+            for message in &messages {
+                if stage == 1 && dropped(message.recipient) {
+                    continue;
+                }
+                let reply = clients[message.recipient.0 as usize]
+                    .handle(message)
+                    .expect("reply");
+                if stage == 2 {
+                    responses.push(reply);
+                } else {
+                    server.receive(&reply).expect("accept");
+                }
+            }
+            if stage == 2 {
+                return ServerCase { server, responses };
+            }
+        }
+        unreachable!("three stages reach unmask")
+    }
+
+    fn unmask(&self) -> Vec<u32> {
+        let mut server = self.server.clone();
+        for response in &self.responses {
+            server.receive(response).expect("unmask share");
+        }
+        match server.close_stage().expect("unmask") {
+            ServerStep::Finished(aggregate) => aggregate.sum,
+            ServerStep::Send(_) => unreachable!("unmask is the last stage"),
+        }
+    }
+}
+
+fn bench_server(c: &mut Criterion) {
+    let drops: &[usize] = if quick() { &[10] } else { &[0, 10, 30] };
+    let mut group = c.benchmark_group("secagg_server");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(20));
+    for &drop in drops {
+        let case = ServerCase::new(drop);
+        let survivors = 1000
+            - if drop == 0 {
+                0
+            } else {
+                (0..1000).filter(|i| (i * drop) % 100 < drop).count()
+            };
+        assert_eq!(
+            case.unmask(),
+            vec![survivors as u32; 100_000],
+            "unmasked sum must be exact"
+        );
+        group.bench_function(format!("unmask/n1000_m100000/drop{drop}"), |b| {
+            b.iter(|| case.unmask())
+        });
+    }
+    group.finish();
+}
+
+fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[reps / 2]
+}
+
+/// Flower's figures for the same cases, if a Python with flwr is at hand.
+fn flower(cases: &[(usize, usize)]) -> Vec<Option<(f64, f64)>> {
+    let python = std::env::var("COVEY_FLOWER_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/flower_secaggplus.py");
+    let list: Vec<String> = cases.iter().map(|(k, m)| format!("{k}x{m}")).collect();
+    let output = Command::new(python)
+        .arg(script)
+        .arg("--cases")
+        .arg(list.join(","))
+        .output();
+    let Some(output) = output.ok().filter(|o| o.status.success()) else {
+        eprintln!(
+            "secagg: Flower peer unavailable (set COVEY_FLOWER_PYTHON to a python with flwr)"
+        );
+        return vec![None; cases.len()];
+    };
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    cases
+        .iter()
+        .map(|&(k, m)| {
+            let row = lines.iter().find(|v| v["k"] == k && v["m"] == m)?;
+            Some((
+                row["masked_seconds"].as_f64()?,
+                row["client_seconds"].as_f64()?,
+            ))
+        })
+        .collect()
+}
+
+/// The ratio table BENCHMARKS.md quotes (medians of 5 runs, same process as criterion).
+fn ratio_table(_: &mut Criterion) {
+    let cases = client_cases();
+    let peer = flower(&cases);
+    println!("\nSecAgg+ client, one member (median of 5):");
+    println!(
+        "| k | m | masked-input s | keystream floor s | masked/floor | all stages s | Flower masked s | Flower all s | Flower/ours (all) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for ((k, m), peer) in cases.into_iter().zip(peer) {
+        let case = ClientCase::new(k, m);
+        let masked = {
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let mut client = case.ready();
+                let start = Instant::now();
+                black_box(client.handle(&case.bundle).expect("mask"));
+                times.push(start.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            times[2]
+        };
+        let floor = median_seconds(5, || {
+            black_box(keystream_floor((k + 1) * m));
+        });
+        let all = median_seconds(5, || {
+            black_box(case.all_stages());
+        });
+        let (pm, pa) = peer.map_or(("n/a".into(), "n/a".into()), |(pm, pa)| {
+            (format!("{pm:.4}"), format!("{pa:.4}"))
+        });
+        let speedup = peer.map_or("n/a".into(), |(_, pa)| format!("{:.1}×", pa / all));
+        println!(
+            "| {k} | {m} | {masked:.4} | {floor:.4} | {:.2}× | {all:.4} | {pm} | {pa} | {speedup} |",
+            masked / floor
+        );
+    }
+}
+
+criterion_group!(benches, bench_client, bench_server, ratio_table);
+criterion_main!(benches);
