@@ -41,7 +41,7 @@ struct SamplingArgs {
 impl SamplingArgs {
     fn sampling(&self) -> Sampling {
         match (self.sampling_rate, self.cohort, self.population) {
-            (Some(rate), _, _) if rate == 1.0 => Sampling::Full,
+            (Some(1.0), _, _) => Sampling::Full,
             (Some(rate), _, _) => Sampling::Poisson { rate },
             (None, Some(cohort), Some(population)) => {
                 Sampling::FixedSizeWithoutReplacement { cohort, population }
