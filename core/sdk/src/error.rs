@@ -50,6 +50,9 @@ pub enum Error {
         /// What is wrong.
         what: &'static str,
     },
+    /// A file outside the database (the audit anchor) could not be read or written.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
     /// The purpose has no valid consent for the notice in force.
     #[error("no valid consent for purpose {purpose}")]
     ConsentRequired {

@@ -47,8 +47,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::consent::{
-    ANALYTICS, ConsentRecord, FEDERATED_TRAINING, PERSONALIZATION, PurposeId, PurposeStatus,
-    Terms, derive_status,
+    ANALYTICS, ConsentRecord, FEDERATED_TRAINING, PERSONALIZATION, PurposeId, PurposeStatus, Terms,
+    derive_status,
 };
 
 /// A source of wall-clock time in ms since the Unix epoch (injectable for tests).

@@ -2,12 +2,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod audit_entry;
 pub mod consent;
 pub mod error;
 pub mod grant;
 pub mod merkle;
 pub mod notice;
+pub mod privacy;
 pub mod purpose;
 pub mod receipt;
 pub mod record;

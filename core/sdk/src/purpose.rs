@@ -169,8 +169,7 @@ fn builtins() -> Vec<PurposeSpec> {
         PurposeSpec {
             id: PurposeId::analytics(),
             title: "Anonymous program statistics".into(),
-            description: "count how the loyalty program is used, as noise-protected totals"
-                .into(),
+            description: "count how the loyalty program is used, as noise-protected totals".into(),
             terms: Terms::new(
                 history,
                 vec![AGGREGATION_SERVER.into()],

@@ -130,15 +130,19 @@ pub fn verify_receipt(receipt: &ConsentReceipt, trusted_public_key: Option<&[u8]
 }
 
 /// Parses (bounded) and verifies a receipt from JSON.
-pub fn verify_receipt_json(json: &str, trusted_public_key: Option<&[u8]>) -> Result<ConsentReceipt> {
+pub fn verify_receipt_json(
+    json: &str,
+    trusted_public_key: Option<&[u8]>,
+) -> Result<ConsentReceipt> {
     if json.len() > MAX_RECEIPT_JSON_LEN {
         return Err(Error::InvalidReceipt {
             what: "receipt is larger than 64 KiB",
         });
     }
-    let receipt: ConsentReceipt = serde_json::from_str(json).map_err(|_| Error::InvalidReceipt {
-        what: "not a version-1 receipt document",
-    })?;
+    let receipt: ConsentReceipt =
+        serde_json::from_str(json).map_err(|_| Error::InvalidReceipt {
+            what: "not a version-1 receipt document",
+        })?;
     verify_receipt(&receipt, trusted_public_key)?;
     Ok(receipt)
 }

@@ -73,7 +73,10 @@ impl World {
     }
 
     fn statuses(&self) -> Vec<covey_sdk::consent::PurposeStatus> {
-        self.registry.iter().map(|s| self.ledger.status(&s.id)).collect()
+        self.registry
+            .iter()
+            .map(|s| self.ledger.status(&s.id))
+            .collect()
     }
 }
 
@@ -98,7 +101,9 @@ fn nothing_is_granted_before_consent_and_refusal_keeps_it_so() {
     let mut w = World::new();
     let p = PurposeId::personalization();
     assert_eq!(
-        w.ledger.grant::<Personalization>("recommender").unwrap_err(),
+        w.ledger
+            .grant::<Personalization>("recommender")
+            .unwrap_err(),
         GrantError::ConsentRequired(p.clone())
     );
     w.decide(&p, ConsentEventKind::Requested);
@@ -116,7 +121,10 @@ fn refusing_one_purpose_never_changes_another() {
     w.decide(&pers, ConsentEventKind::Given);
     w.decide(&fed, ConsentEventKind::Refused);
     w.decide(&ana, ConsentEventKind::Withdrawn);
-    let grant = w.ledger.grant::<Personalization>("recommender").expect("given");
+    let grant = w
+        .ledger
+        .grant::<Personalization>("recommender")
+        .expect("given");
     assert_eq!(grant.purpose(), &pers);
     assert_eq!(grant.component(), "recommender");
     assert!(w.ledger.grant::<FederatedTraining>("trainer").is_err());
@@ -129,12 +137,24 @@ fn withdrawal_invalidates_outstanding_grants_and_regranting_mints_fresh_ones() {
     let mut w = World::new();
     let p = PurposeId::federated_training();
     w.decide(&p, ConsentEventKind::Given);
-    let old = w.ledger.grant::<FederatedTraining>("trainer").expect("given");
+    let old = w
+        .ledger
+        .grant::<FederatedTraining>("trainer")
+        .expect("given");
     w.decide(&p, ConsentEventKind::Withdrawn);
     assert_eq!(old.check(), Err(GrantError::Withdrawn(p.clone())));
     w.decide(&p, ConsentEventKind::Given);
-    assert!(old.check().is_err(), "a re-grant does not revive old grants");
-    assert!(w.ledger.grant::<FederatedTraining>("trainer").expect("new").check().is_ok());
+    assert!(
+        old.check().is_err(),
+        "a re-grant does not revive old grants"
+    );
+    assert!(
+        w.ledger
+            .grant::<FederatedTraining>("trainer")
+            .expect("new")
+            .check()
+            .is_ok()
+    );
 }
 
 #[test]
@@ -142,12 +162,18 @@ fn consent_expires_after_its_validity_period() {
     let mut w = World::new();
     let p = PurposeId::personalization();
     w.decide(&p, ConsentEventKind::Given);
-    let grant = w.ledger.grant::<Personalization>("recommender").expect("given");
+    let grant = w
+        .ledger
+        .grant::<Personalization>("recommender")
+        .expect("given");
     w.clock.advance(364 * DAY_MS);
     assert!(grant.check().is_ok());
     let prompts = prompts_needed(&w.notice, &w.statuses(), T0 + 364 * DAY_MS, 30 * DAY_MS);
-    assert!(prompts.iter().any(|pr| pr.purpose == p
-        && matches!(pr.reason, PromptReason::ExpiresSoon { .. })));
+    assert!(
+        prompts
+            .iter()
+            .any(|pr| pr.purpose == p && matches!(pr.reason, PromptReason::ExpiresSoon { .. }))
+    );
     w.clock.advance(DAY_MS);
     assert_eq!(grant.check(), Err(GrantError::Expired(p.clone())));
     assert_eq!(w.ledger.status(&p).state, ConsentState::Expired);
@@ -175,7 +201,10 @@ fn material_change_reprompts_only_the_changed_purpose_and_names_the_change() {
     for p in builtin_ids() {
         w.decide(&p, ConsentEventKind::Given);
     }
-    let pers_grant = w.ledger.grant::<Personalization>("recommender").expect("given");
+    let pers_grant = w
+        .ledger
+        .grant::<Personalization>("recommender")
+        .expect("given");
     let pers = PurposeId::personalization();
     let mut spec = w.registry.get(&pers).expect("known").clone();
     spec.terms = Terms::new(
@@ -188,7 +217,10 @@ fn material_change_reprompts_only_the_changed_purpose_and_names_the_change() {
     let old_notice = w.notice.clone();
     w.bump_notice(None);
     assert_eq!(
-        old_notice.material_changes(&w.notice).keys().collect::<Vec<_>>(),
+        old_notice
+            .material_changes(&w.notice)
+            .keys()
+            .collect::<Vec<_>>(),
         vec![&pers]
     );
     let prompts = prompts_needed(&w.notice, &w.statuses(), T0, DAY_MS);
@@ -200,7 +232,10 @@ fn material_change_reprompts_only_the_changed_purpose_and_names_the_change() {
             changes: vec![TermChange::DataCategories, TermChange::Recipients]
         }
     );
-    assert!(pers_grant.check().is_err(), "changed terms stop outstanding grants");
+    assert!(
+        pers_grant.check().is_err(),
+        "changed terms stop outstanding grants"
+    );
     assert!(w.ledger.grant::<Personalization>("r").is_err());
     assert!(w.ledger.grant::<Analytics>("m").is_ok());
     w.decide(&pers, ConsentEventKind::Renewed);

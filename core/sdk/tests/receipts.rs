@@ -16,7 +16,9 @@ use rand_core::SeedableRng;
 fn issue(key: &DeviceKey, kind: ConsentEventKind) -> ConsentReceipt {
     let registry = PurposeRegistry::with_builtins();
     let notice = Notice::new("loyalty-privacy", 3, "en", "Notice text", &registry).expect("n");
-    let spec = registry.get(&PurposeId::personalization()).expect("builtin");
+    let spec = registry
+        .get(&PurposeId::personalization())
+        .expect("builtin");
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let record = new_record(&context(), &notice, spec, kind, member_tap(), T0, &mut rng);
     ConsentReceipt::issue(key, &record, T0 + 1)
@@ -92,7 +94,10 @@ fn forged_receipt_signed_by_another_key_fails_against_the_device_key() {
     let mut record = genuine.body.record.clone();
     record.event = ConsentEventKind::Given;
     let forged = ConsentReceipt::issue(&forger, &record, T0 + 1);
-    assert!(verify_receipt(&forged, None).is_ok(), "self-consistent on its own");
+    assert!(
+        verify_receipt(&forged, None).is_ok(),
+        "self-consistent on its own"
+    );
     assert!(invalid(verify_receipt(&forged, Some(device.public_key()))));
     // Swapping in the device's public key without its private key breaks the signature.
     let mut spoofed = forged.clone();
