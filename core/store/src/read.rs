@@ -1,0 +1,109 @@
+//! Reading member data: event history, model state blobs, participation records.
+//!
+//! Every read of member-derived data goes through this module, so access control (purpose
+//! grants from the consent ledger) and access logging have one place to hook in. Retention is
+//! enforced here: an expired record is never returned, whether or not a sweep has run.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::event::{EventId, EventKind, LoyaltyEvent, StoredEvent};
+use crate::records::{ParticipationRecord, StoredParticipation, decode_named_blob};
+use crate::sealed::{EVENTS, MODEL_BLOBS, PARTICIPATIONS, ReadTx};
+use crate::store::Store;
+
+/// Which events to read. The default reads the whole (unexpired) history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    /// Only these kinds (empty: all kinds).
+    pub kinds: Vec<EventKind>,
+    /// Only this item (looked up through the blind index).
+    pub item_id: Option<String>,
+    /// Only events at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only events before this time (ms since the epoch).
+    pub until_ms: Option<i64>,
+    /// Only the most recent `limit` matching events.
+    pub limit: Option<usize>,
+}
+
+impl HistoryQuery {
+    fn matches(&self, e: &LoyaltyEvent) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&e.kind))
+            && self.item_id.as_ref().is_none_or(|i| *i == e.item_id)
+            && self.since_ms.is_none_or(|t| e.time_ms >= t)
+            && self.until_ms.is_none_or(|t| e.time_ms < t)
+    }
+}
+
+/// Events matching `query`, oldest first (by event time, then id), expired ones left out.
+pub(crate) fn events(tx: &ReadTx<'_>, query: &HistoryQuery) -> Result<Vec<StoredEvent>> {
+    let mut out = Vec::new();
+    let index = query.item_id.as_ref().map(String::as_bytes);
+    tx.scan(&EVENTS, index, |id, plain| {
+        let event = LoyaltyEvent::decode(plain).map_err(|_| EVENTS.bad_record(id))?;
+        if query.matches(&event) && !tx.retention.event_expired(&event, tx.now_ms) {
+            out.push(StoredEvent {
+                id: EventId(id),
+                event,
+            });
+        }
+        Ok(())
+    })?;
+    out.sort_by_key(|e| (e.event.time_ms, e.id));
+    if let Some(limit) = query.limit {
+        out.drain(..out.len().saturating_sub(limit));
+    }
+    Ok(out)
+}
+
+/// Every model state blob, by name.
+pub(crate) fn blobs(tx: &ReadTx<'_>) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    tx.scan(&MODEL_BLOBS, None, |id, plain| {
+        out.push(decode_named_blob(plain).map_err(|_| MODEL_BLOBS.bad_record(id))?);
+        Ok(())
+    })?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Unexpired participation records, oldest first.
+pub(crate) fn participations(tx: &ReadTx<'_>) -> Result<Vec<StoredParticipation>> {
+    let mut out = Vec::new();
+    tx.scan(&PARTICIPATIONS, None, |id, plain| {
+        let record =
+            ParticipationRecord::decode(plain).map_err(|_| PARTICIPATIONS.bad_record(id))?;
+        if !tx.retention.participation_expired(&record, tx.now_ms) {
+            out.push(StoredParticipation { id, record });
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+impl Store {
+    /// The member's event history matching `query`, oldest first; expired events are never
+    /// returned.
+    pub fn history(&self, query: &HistoryQuery) -> Result<Vec<StoredEvent>> {
+        self.read(|tx| events(tx, query))
+    }
+
+    /// The model state blob `name`, if stored.
+    pub fn blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|tx| {
+            tx.get_named(&MODEL_BLOBS, name)?
+                .map(|(id, plain)| {
+                    decode_named_blob(&plain)
+                        .map(|(_, bytes)| bytes)
+                        .map_err(|_| MODEL_BLOBS.bad_record(id))
+                })
+                .transpose()
+        })
+    }
+
+    /// Round participation records within retention, oldest first.
+    pub fn participations(&self) -> Result<Vec<StoredParticipation>> {
+        self.read(participations)
+    }
+}

@@ -1,0 +1,432 @@
+//! Sealed tables and the transactions that read and write them.
+//!
+//! Every table holding member-derived values has the shape `(id INTEGER PRIMARY KEY,
+//! [<blind index column> BLOB,] sealed BLOB)` and a [`SealedTable`] entry in
+//! [`SEALED_TABLES`]. Key rotation re-seals, and erase deletes, every table in that list, so a
+//! module adding a table (e.g. the consent ledger) appends its entry there and uses
+//! [`WriteTx::insert`] / [`ReadTx::scan`]: the AAD (table, row id, schema version), row-id
+//! allocation, nonce budget and blind indexes then come for free.
+
+use rand_core::CryptoRng;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use zeroize::Zeroizing;
+
+use crate::cipher::{BLIND_INDEX_LEN, BlindIndexer, Cipher, Location};
+use crate::codec::DecodeError;
+use crate::error::{Error, Result};
+use crate::event::LoyaltyEvent;
+use crate::records::{CatalogItem, name_of};
+use crate::retention::RetentionPolicy;
+
+/// A blind-index column and how to get its input from a record's plaintext.
+#[derive(Debug)]
+pub(crate) struct BlindIndex {
+    /// Column name (also the HMAC domain separator).
+    pub column: &'static str,
+    /// Extracts the indexed value from the plaintext record.
+    pub input: fn(&[u8]) -> Result<Vec<u8>, DecodeError>,
+}
+
+/// A table of sealed rows.
+#[derive(Debug)]
+pub(crate) struct SealedTable {
+    /// SQL table name (also bound into every value's AAD).
+    pub name: &'static str,
+    /// Schema version that introduced the table's record layout; bound into the AAD.
+    pub schema_version: u32,
+    /// Optional lookup column.
+    pub blind_index: Option<BlindIndex>,
+}
+
+impl SealedTable {
+    pub(crate) fn at(&self, row_id: i64) -> Location {
+        Location {
+            table: self.name,
+            row_id,
+            schema_version: self.schema_version,
+        }
+    }
+
+    /// The error for a record that authenticated but does not decode.
+    pub(crate) fn bad_record(&self, row_id: i64) -> Error {
+        Error::Corrupted {
+            table: self.name,
+            row_id: Some(row_id),
+            reason: "sealed record has an invalid layout",
+        }
+    }
+
+    fn index_input(&self, row_id: i64, plaintext: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.blind_index
+            .as_ref()
+            .map(|bi| (bi.input)(plaintext).map_err(|_| self.bad_record(row_id)))
+            .transpose()
+    }
+
+    fn index_column(&self) -> Result<&'static str> {
+        self.blind_index
+            .as_ref()
+            .map(|bi| bi.column)
+            .ok_or(Error::Crypto("table has no blind index"))
+    }
+}
+
+/// Loyalty events (blind index: item id).
+pub(crate) const EVENTS: SealedTable = SealedTable {
+    name: "events",
+    schema_version: 1,
+    blind_index: Some(BlindIndex {
+        column: "item_idx",
+        input: LoyaltyEvent::item_id_of,
+    }),
+};
+
+/// The catalog version (at most one row).
+pub(crate) const CATALOG_HEADER: SealedTable = SealedTable {
+    name: "catalog_header",
+    schema_version: 2,
+    blind_index: None,
+};
+
+/// Catalog items (blind index: item id).
+pub(crate) const CATALOG_ITEMS: SealedTable = SealedTable {
+    name: "catalog_items",
+    schema_version: 2,
+    blind_index: Some(BlindIndex {
+        column: "item_idx",
+        input: CatalogItem::item_id_of,
+    }),
+};
+
+/// Model state blobs (blind index: name).
+pub(crate) const MODEL_BLOBS: SealedTable = SealedTable {
+    name: "model_blobs",
+    schema_version: 2,
+    blind_index: Some(BlindIndex {
+        column: "name_idx",
+        input: name_of,
+    }),
+};
+
+/// Round participation records.
+pub(crate) const PARTICIPATIONS: SealedTable = SealedTable {
+    name: "participations",
+    schema_version: 2,
+    blind_index: None,
+};
+
+/// Named key material (blind index: name).
+pub(crate) const KEY_MATERIAL: SealedTable = SealedTable {
+    name: "key_material",
+    schema_version: 2,
+    blind_index: Some(BlindIndex {
+        column: "name_idx",
+        input: name_of,
+    }),
+};
+
+/// Every sealed table: re-sealed on rotation, emptied on erase. Append new tables here.
+pub(crate) const SEALED_TABLES: &[&SealedTable] = &[
+    &EVENTS,
+    &CATALOG_HEADER,
+    &CATALOG_ITEMS,
+    &MODEL_BLOBS,
+    &PARTICIPATIONS,
+    &KEY_MATERIAL,
+];
+
+/// The sealed tables that exist at `schema_version`.
+pub(crate) fn tables_at(schema_version: u32) -> impl Iterator<Item = &'static SealedTable> {
+    SEALED_TABLES
+        .iter()
+        .copied()
+        .filter(move |t| t.schema_version <= schema_version)
+}
+
+/// Calls `f(row_id, sealed)` for each row of `table`, optionally only rows whose blind index
+/// equals `index`, in row-id order.
+fn scan_raw(
+    conn: &Connection,
+    table: &SealedTable,
+    index: Option<&[u8; BLIND_INDEX_LEN]>,
+    mut f: impl FnMut(i64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut visit = |row: &rusqlite::Row<'_>| -> Result<()> {
+        let id: i64 = row.get(0)?;
+        let blob = row.get_ref(1)?.as_blob().map_err(|_| Error::Corrupted {
+            table: table.name,
+            row_id: Some(id),
+            reason: "sealed column is not a blob",
+        })?;
+        f(id, blob)
+    };
+    match index {
+        Some(idx) => {
+            let sql = format!(
+                "SELECT id, sealed FROM {} WHERE {} = ?1 ORDER BY id",
+                table.name,
+                table.index_column()?
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query([&idx[..]])?;
+            while let Some(row) = rows.next()? {
+                visit(row)?;
+            }
+        }
+        None => {
+            let sql = format!("SELECT id, sealed FROM {} ORDER BY id", table.name);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                visit(row)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Blind indexers derived once per transaction (HKDF per lookup would dominate inserts).
+#[derive(Default)]
+struct Indexers(Vec<(&'static str, BlindIndexer)>);
+
+impl Indexers {
+    fn index(
+        &mut self,
+        cipher: &Cipher,
+        table: &SealedTable,
+        value: &[u8],
+    ) -> Result<[u8; BLIND_INDEX_LEN]> {
+        let column = table.index_column()?;
+        let pos = match self.0.iter().position(|(name, _)| *name == table.name) {
+            Some(pos) => pos,
+            None => {
+                self.0.push((table.name, cipher.blind_indexer(table.name)?));
+                self.0.len() - 1
+            }
+        };
+        Ok(self.0[pos].1.index(column, value))
+    }
+}
+
+/// A write transaction: seals values, allocates row ids, counts seals against the key's bound.
+pub(crate) struct WriteTx<'a> {
+    tx: Transaction<'a>,
+    cipher: &'a Cipher,
+    rng: &'a mut dyn CryptoRng,
+    indexers: Indexers,
+    next_row_id: i64,
+    seal_count: u64,
+    seal_limit: u64,
+    /// The store clock's reading at the start of the transaction.
+    pub now_ms: i64,
+}
+
+impl<'a> WriteTx<'a> {
+    pub(crate) fn begin(
+        conn: &'a mut Connection,
+        cipher: &'a Cipher,
+        rng: &'a mut dyn CryptoRng,
+        seal_limit: u64,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let next_row_id: i64 =
+            tx.query_row("SELECT next_row_id FROM store_meta WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        let seal_count: i64 =
+            tx.query_row("SELECT seal_count FROM data_key WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        Ok(WriteTx {
+            tx,
+            cipher,
+            rng,
+            indexers: Indexers::default(),
+            next_row_id,
+            seal_count: u64::try_from(seal_count).unwrap_or(u64::MAX),
+            seal_limit,
+            now_ms,
+        })
+    }
+
+    /// The underlying transaction, for plain SQL (deletes, counts).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.tx
+    }
+
+    /// Seals a value for `table` at `row_id`, counting it against the nonce budget.
+    pub(crate) fn seal(
+        &mut self,
+        table: &SealedTable,
+        row_id: i64,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
+        if self.seal_count >= self.seal_limit {
+            return Err(Error::KeyUsageExhausted {
+                sealed: self.seal_count,
+            });
+        }
+        self.seal_count += 1;
+        self.cipher.seal(&table.at(row_id), plaintext, self.rng)
+    }
+
+    /// The blind index of `value` in `table`.
+    pub(crate) fn index(
+        &mut self,
+        table: &SealedTable,
+        value: &[u8],
+    ) -> Result<[u8; BLIND_INDEX_LEN]> {
+        self.indexers.index(self.cipher, table, value)
+    }
+
+    /// Seals and inserts a record under a fresh row id; returns the id.
+    pub(crate) fn insert(&mut self, table: &SealedTable, plaintext: &[u8]) -> Result<i64> {
+        let id = self.next_row_id;
+        self.next_row_id = id.checked_add(1).ok_or(Error::Corrupted {
+            table: "store_meta",
+            row_id: None,
+            reason: "row id counter exhausted",
+        })?;
+        let sealed = self.seal(table, id, plaintext)?;
+        match table.index_input(id, plaintext)? {
+            Some(input) => {
+                let idx = self.index(table, &input)?;
+                let sql = format!(
+                    "INSERT INTO {} (id, {}, sealed) VALUES (?1, ?2, ?3)",
+                    table.name,
+                    table.index_column()?
+                );
+                self.tx
+                    .prepare_cached(&sql)?
+                    .execute(params![id, &idx[..], sealed])?;
+            }
+            None => {
+                let sql = format!("INSERT INTO {} (id, sealed) VALUES (?1, ?2)", table.name);
+                self.tx.prepare_cached(&sql)?.execute(params![id, sealed])?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Deletes the rows of `table` whose blind index matches `value`; returns how many.
+    pub(crate) fn delete_by_index(&mut self, table: &SealedTable, value: &[u8]) -> Result<usize> {
+        let idx = self.index(table, value)?;
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = ?1",
+            table.name,
+            table.index_column()?
+        );
+        Ok(self.tx.prepare_cached(&sql)?.execute([&idx[..]])?)
+    }
+
+    /// Deletes rows by id; returns how many.
+    pub(crate) fn delete_ids(&mut self, table: &SealedTable, ids: &[i64]) -> Result<usize> {
+        let sql = format!("DELETE FROM {} WHERE id = ?1", table.name);
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        ids.iter().try_fold(0, |n, id| Ok(n + stmt.execute([id])?))
+    }
+
+    /// Replaces the record named `name` (blind-indexed) with `plaintext`.
+    pub(crate) fn replace_named(
+        &mut self,
+        table: &SealedTable,
+        name: &str,
+        plaintext: &[u8],
+    ) -> Result<i64> {
+        self.delete_by_index(table, name.as_bytes())?;
+        self.insert(table, plaintext)
+    }
+
+    /// Opens every row of `table` (see [`ReadTx::scan`]).
+    pub(crate) fn scan(
+        &self,
+        table: &SealedTable,
+        mut f: impl FnMut(i64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        scan_raw(&self.tx, table, None, |id, blob| {
+            let plain = Zeroizing::new(self.cipher.open(&table.at(id), blob)?);
+            f(id, &plain)
+        })
+    }
+
+    /// Persists the row-id counter and the seal count, then commits.
+    pub(crate) fn commit(self) -> Result<()> {
+        self.tx.execute(
+            "UPDATE store_meta SET next_row_id = ?1 WHERE id = 1",
+            [self.next_row_id],
+        )?;
+        self.tx.execute(
+            "UPDATE data_key SET seal_count = ?1 WHERE id = 1",
+            [i64::try_from(self.seal_count).unwrap_or(i64::MAX)],
+        )?;
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+/// A read transaction over one consistent snapshot.
+pub(crate) struct ReadTx<'a> {
+    conn: &'a Connection,
+    cipher: &'a Cipher,
+    /// The store clock's reading at the start of the read.
+    pub now_ms: i64,
+    /// Retention to enforce: expired rows are never returned.
+    pub retention: &'a RetentionPolicy,
+}
+
+impl<'a> ReadTx<'a> {
+    pub(crate) fn new(
+        conn: &'a Connection,
+        cipher: &'a Cipher,
+        now_ms: i64,
+        retention: &'a RetentionPolicy,
+    ) -> Self {
+        ReadTx {
+            conn,
+            cipher,
+            now_ms,
+            retention,
+        }
+    }
+
+    /// Opens each row of `table` (only those whose blind index matches `index_value`, if
+    /// given) and calls `f(row_id, plaintext)`. The plaintext is zeroized afterwards.
+    pub(crate) fn scan(
+        &self,
+        table: &SealedTable,
+        index_value: Option<&[u8]>,
+        mut f: impl FnMut(i64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let index = match index_value {
+            Some(v) => Some(Indexers::default().index(self.cipher, table, v)?),
+            None => None,
+        };
+        scan_raw(self.conn, table, index.as_ref(), |id, blob| {
+            let plain = Zeroizing::new(self.cipher.open(&table.at(id), blob)?);
+            f(id, &plain)
+        })
+    }
+
+    /// The plaintext of the record named `name` in a name-indexed table, if any.
+    pub(crate) fn get_named(
+        &self,
+        table: &SealedTable,
+        name: &str,
+    ) -> Result<Option<(i64, Zeroizing<Vec<u8>>)>> {
+        let mut found = None;
+        self.scan(table, Some(name.as_bytes()), |id, plain| {
+            // The index is a truncated HMAC: confirm the name before trusting the match.
+            if name_of(plain).map_err(|_| table.bad_record(id))? == name.as_bytes() {
+                found = Some((id, Zeroizing::new(plain.to_vec())));
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+}
+
+/// Reads one optional row (helper for single-row tables).
+pub(crate) fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
+    Ok(r.optional()?)
+}
