@@ -25,11 +25,11 @@ fn composing_round_by_round_equals_composing_the_schedule() {
     let a = PrivacyEvent::subsampled_gaussian(1.1, 0.01, 1);
     let b = PrivacyEvent::subsampled_gaussian(0.9, 0.02, 1);
     let schedule = [
-        PrivacyEvent { count: 12, ..a },
-        PrivacyEvent { count: 8, ..b },
+        PrivacyEvent { count: 6, ..a },
+        PrivacyEvent { count: 4, ..b },
     ];
     let mut rounds = Vec::new();
-    for i in 0..20 {
+    for i in 0..10 {
         rounds.push(if i % 5 < 3 { a } else { b });
     }
     for kind in [AccountantKind::Rdp, AccountantKind::Pld] {

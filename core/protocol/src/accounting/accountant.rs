@@ -284,6 +284,12 @@ impl PldAccountant {
         })
     }
 
+    /// Grid points of the composed distributions (both neighbour directions): the memory
+    /// held and the length every further composition transforms.
+    pub fn grid_points(&self) -> usize {
+        self.plds.as_ref().map_or(0, |(r, a)| r.len() + a.len())
+    }
+
     fn event_plds(&mut self, noise_multiplier: f64, q: f64, count: u64) -> Result<(Pmf, Pmf)> {
         let d = self.discretization;
         if q == 1.0 {

@@ -223,6 +223,11 @@ impl Pmf {
         }
     }
 
+    /// Number of grid points carrying finite losses.
+    pub(crate) fn len(&self) -> usize {
+        self.probs.len()
+    }
+
     /// The PLD of `times` independent runs: FFT power restricted to the Chernoff-bounded
     /// support.
     pub(crate) fn self_compose(&self, times: u64, fft: &mut Fft, max_points: u64) -> Result<Self> {
@@ -233,9 +238,14 @@ impl Pmf {
         let mut spectrum = fft.forward(&self.probs, len);
         let t = times as f64;
         for c in &mut spectrum {
-            // Polar form: |z|^T e^{iTθ}, as numpy's complex power for large T.
-            let (r, theta) = c.to_polar();
-            *c = Complex::from_polar(r.powf(t), theta * t);
+            // Polar form: |z|^T e^{iTθ}, as numpy's complex power for large T. Most of the
+            // spectrum decays to exactly zero at the T-th power: skip its trigonometry.
+            let magnitude = c.norm().powf(t);
+            *c = if magnitude == 0.0 {
+                Complex::new(0.0, 0.0)
+            } else {
+                Complex::from_polar(magnitude, c.arg() * t)
+            };
         }
         let cyclic = fft.inverse(spectrum);
         let start = lo.rem_euclid(len as i64) as usize;
@@ -339,20 +349,32 @@ fn check_size(needed: u64, limit: u64) -> Result<()> {
     Ok(())
 }
 
-/// `log Σ_i p_i e^{i·order}` (SciPy's weighted `logsumexp`).
+/// `log Σ_i p_i e^{i·order}` (SciPy's weighted `logsumexp`), factored around the largest
+/// exponent so nothing overflows. The powers are built by repeated multiplication rather than
+/// one `exp` per point: the bound this feeds is rounded to a grid index, far coarser than the
+/// ~n·ε relative error that accumulates.
 fn log_sum_exp_weighted(probs: &[f64], order: f64) -> f64 {
-    let max = probs
-        .iter()
-        .enumerate()
-        .filter(|&(_, &p)| p != 0.0)
-        .map(|(i, _)| i as f64 * order)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = probs
-        .iter()
-        .enumerate()
-        .map(|(i, &p)| p * (i as f64 * order - max).exp())
-        .sum();
-    sum.ln() + max
+    let Some(first) = probs.iter().position(|&p| p != 0.0) else {
+        return f64::NEG_INFINITY;
+    };
+    let last = probs.iter().rposition(|&p| p != 0.0).unwrap_or(first);
+    // The largest exponent sits at the last non-zero point for a positive order, else at
+    // the first; walk away from it, each step multiplying by e^{-|order|}.
+    let step = (-order.abs()).exp();
+    let mut weight = 1.0;
+    let mut sum = 0.0;
+    let mut visit = |p: &f64| {
+        sum += p * weight;
+        weight *= step;
+    };
+    let anchor = if order > 0.0 {
+        probs[first..=last].iter().rev().for_each(&mut visit);
+        last
+    } else {
+        probs[first..=last].iter().for_each(&mut visit);
+        first
+    };
+    sum.ln() + anchor as f64 * order
 }
 
 /// Cuts the longest prefix and suffix each carrying at most half the truncation budget.
