@@ -1,0 +1,645 @@
+//! A population's operator configuration: parsed from TOML, then validated into typed
+//! settings. Every rejection names the setting (`secagg.cohort_min`) and the rule it broke.
+//!
+//! ```toml
+//! [population]
+//! name = "coffee-rewards"
+//!
+//! [model]
+//! items = 2000          # rows of the global item table (the catalog size)
+//! dim = 16              # embedding width
+//! catalog = "skus.txt"  # optional: one SKU per line, exactly `items` lines
+//!
+//! [privacy]
+//! mechanism = "skellam" # or "discrete_gaussian", "gaussian", "none"
+//! epsilon_budget = 8.0
+//! delta = 1e-6
+//! clip_norm = 1.0
+//! noise_multiplier = 1.0
+//! bits = 20
+//! accountant = "rdp"    # or "pld" (Gaussian only)
+//!
+//! [secagg]
+//! cohort_min = 50
+//! cohort_max = 1000
+//! dropout_tolerance = 0.3
+//! adversarial_fraction = 0.05
+//!
+//! [deadlines]           # seconds per stage
+//! check_in = 60
+//! advertise_keys = 30
+//! share_keys = 30
+//! masked_input = 120
+//! consistency_check = 30
+//! unmask = 30
+//!
+//! [eligibility]
+//! min_examples = 10
+//! min_separation_hours = 24
+//! max_per_day = 1
+//!
+//! [optimizer]
+//! kind = "fedadam"      # or "fedavg"
+//! learning_rate = 0.05
+//! ```
+
+use std::path::Path;
+
+use covey_protocol::accounting::AccountantKind;
+use covey_protocol::secagg::{self, AdversaryClass, ThreatModel};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Largest item table a population may declare (parameters incl. biases).
+pub const MAX_PARAMETERS: usize = secagg::MAX_DIMENSION;
+/// Longest stage deadline accepted (one day): longer ones are almost certainly a typo.
+pub const MAX_DEADLINE_SECS: u64 = 86_400;
+
+/// The noise mechanism devices add before secure aggregation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseMechanism {
+    /// Distributed Skellam noise (each member adds a share; the sum carries the target).
+    Skellam,
+    /// Distributed discrete Gaussian noise.
+    DiscreteGaussian,
+    /// Continuous Gaussian (central-DP proxy; for experiments).
+    Gaussian,
+    /// No noise: the population spends no budget and gets no DP guarantee.
+    None,
+}
+
+/// The server optimizer applied to the decoded mean update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// Federated averaging: `w ← w + lr · mean Δ`.
+    Fedavg,
+    /// Adaptive federated optimization (Reddi et al. 2021), Adam on the pseudo-gradient.
+    Fedadam,
+}
+
+/// The file as written by the operator, before validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[population]`
+    pub population: RawPopulation,
+    /// `[model]`
+    pub model: ModelShape,
+    /// `[privacy]`
+    pub privacy: PrivacyConfig,
+    /// `[secagg]`
+    pub secagg: SecAggConfig,
+    /// `[deadlines]`
+    pub deadlines: Deadlines,
+    /// `[eligibility]`
+    pub eligibility: EligibilityPolicy,
+    /// `[optimizer]`
+    pub optimizer: OptimizerConfig,
+}
+
+/// `[population]`: its name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPopulation {
+    /// Short identifier: lowercase letters, digits and dashes.
+    pub name: String,
+}
+
+/// `[model]`: the shape of the global item table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelShape {
+    /// Number of catalog items (rows).
+    pub items: usize,
+    /// Embedding width (columns); each row also carries one bias.
+    pub dim: usize,
+    /// Optional catalog file (one SKU per line), relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
+}
+
+impl ModelShape {
+    /// Parameters of the item table: `items × (dim + 1)` (embeddings and biases).
+    pub fn parameters(&self) -> usize {
+        self.items.saturating_mul(self.dim.saturating_add(1))
+    }
+}
+
+/// `[privacy]`: differential privacy of every round and the population's budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Noise mechanism.
+    pub mechanism: NoiseMechanism,
+    /// Total ε the population may spend over its lifetime.
+    pub epsilon_budget: f64,
+    /// δ of the (ε, δ) guarantee.
+    pub delta: f64,
+    /// L2 clip of one member's update.
+    pub clip_norm: f64,
+    /// Noise standard deviation over the clip (of the surviving sum).
+    pub noise_multiplier: f64,
+    /// Bit width of the modular sum, 1..=32.
+    pub bits: u32,
+    /// Which accountant charges the ledger.
+    #[serde(default = "default_accountant")]
+    pub accountant: AccountantKind,
+}
+
+fn default_accountant() -> AccountantKind {
+    AccountantKind::Rdp
+}
+
+/// `[secagg]`: cohort bounds and the threat model that sizes the SecAgg+ graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecAggConfig {
+    /// A round starts only with at least this many checked-in devices.
+    pub cohort_min: usize,
+    /// Check-in closes at this many devices.
+    pub cohort_max: usize,
+    /// Fraction of the cohort that may drop out over the session.
+    pub dropout_tolerance: f64,
+    /// Fraction of the cohort that may collude with the server.
+    pub adversarial_fraction: f64,
+    /// Require signed messages and a consistency check (malicious-server hardening).
+    #[serde(default)]
+    pub signed: bool,
+}
+
+impl SecAggConfig {
+    /// The threat model handed to the SecAgg+ parameter finder.
+    pub fn threat_model(&self) -> ThreatModel {
+        ThreatModel {
+            adversarial_fraction: self.adversarial_fraction,
+            dropout_fraction: self.dropout_tolerance,
+            adversary: if self.signed {
+                AdversaryClass::SemiMalicious
+            } else {
+                AdversaryClass::SemiHonest
+            },
+        }
+    }
+}
+
+/// `[deadlines]`: seconds each stage stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadlines {
+    /// Check-in window.
+    pub check_in: u64,
+    /// SecAgg+ stage 1.
+    pub advertise_keys: u64,
+    /// SecAgg+ stage 2.
+    pub share_keys: u64,
+    /// SecAgg+ stage 3 (includes local training and encoding on the device).
+    pub masked_input: u64,
+    /// SecAgg+ stage 4 (signed sessions).
+    pub consistency_check: u64,
+    /// SecAgg+ stage 5.
+    pub unmask: u64,
+}
+
+impl Deadlines {
+    /// The deadline of a SecAgg+ stage, in milliseconds.
+    pub fn stage_ms(&self, stage: secagg::Stage) -> i64 {
+        let secs = match stage {
+            secagg::Stage::AdvertiseKeys => self.advertise_keys,
+            secagg::Stage::ShareKeys => self.share_keys,
+            secagg::Stage::MaskedInput => self.masked_input,
+            secagg::Stage::ConsistencyCheck => self.consistency_check,
+            secagg::Stage::Unmask => self.unmask,
+        };
+        secs_to_ms(secs)
+    }
+
+    /// The check-in window in milliseconds.
+    pub fn check_in_ms(&self) -> i64 {
+        secs_to_ms(self.check_in)
+    }
+
+    fn all(&self) -> [(&'static str, u64); 6] {
+        [
+            ("deadlines.check_in", self.check_in),
+            ("deadlines.advertise_keys", self.advertise_keys),
+            ("deadlines.share_keys", self.share_keys),
+            ("deadlines.masked_input", self.masked_input),
+            ("deadlines.consistency_check", self.consistency_check),
+            ("deadlines.unmask", self.unmask),
+        ]
+    }
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    // Validated to at most MAX_DEADLINE_SECS, so this cannot overflow.
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// `[eligibility]`: what a device checks before it volunteers (published in the plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EligibilityPolicy {
+    /// Minimum number of local examples.
+    pub min_examples: u32,
+    /// Minimum hours between two participations of one device.
+    pub min_separation_hours: u32,
+    /// Maximum participations of one device per day.
+    pub max_per_day: u32,
+}
+
+/// `[optimizer]`: the server optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// FedAvg or FedAdam.
+    pub kind: OptimizerKind,
+    /// Server learning rate.
+    pub learning_rate: f32,
+    /// FedAdam first-moment decay.
+    #[serde(default = "default_beta1")]
+    pub beta1: f32,
+    /// FedAdam second-moment decay.
+    #[serde(default = "default_beta2")]
+    pub beta2: f32,
+    /// FedAdam adaptivity τ (added to √v).
+    #[serde(default = "default_tau")]
+    pub tau: f32,
+}
+
+fn default_beta1() -> f32 {
+    0.9
+}
+fn default_beta2() -> f32 {
+    0.99
+}
+fn default_tau() -> f32 {
+    1e-3
+}
+
+/// A validated population configuration. Construct with [`PopulationConfig::from_toml`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PopulationConfig {
+    raw: RawConfig,
+    catalog: Vec<String>,
+}
+
+impl PopulationConfig {
+    /// Reads and validates a config file; a `model.catalog` path is resolved next to it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+            action: "reading",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw = parse_raw(&text)?;
+        let catalog = match &raw.model.catalog {
+            Some(file) => {
+                let full = path.parent().unwrap_or(Path::new(".")).join(file);
+                let text = std::fs::read_to_string(&full).map_err(|source| Error::File {
+                    action: "reading catalog",
+                    path: full.clone(),
+                    source,
+                })?;
+                parse_catalog(&text)
+            }
+            None => Vec::new(),
+        };
+        Self::new(raw, catalog)
+    }
+
+    /// Validates TOML text whose catalog (if any) is given as `catalog`, one SKU per entry.
+    pub fn from_toml(text: &str, catalog: Vec<String>) -> Result<Self> {
+        Self::new(parse_raw(text)?, catalog)
+    }
+
+    /// Validates an already-parsed file.
+    pub fn new(raw: RawConfig, catalog: Vec<String>) -> Result<Self> {
+        validate(&raw, &catalog)?;
+        Ok(PopulationConfig { raw, catalog })
+    }
+
+    /// The population's name.
+    pub fn name(&self) -> &str {
+        &self.raw.population.name
+    }
+    /// The item-table shape.
+    pub fn model(&self) -> &ModelShape {
+        &self.raw.model
+    }
+    /// Catalog SKUs, one per item row (empty when the operator gave none).
+    pub fn catalog(&self) -> &[String] {
+        &self.catalog
+    }
+    /// Differential privacy settings.
+    pub fn privacy(&self) -> &PrivacyConfig {
+        &self.raw.privacy
+    }
+    /// SecAgg+ settings.
+    pub fn secagg(&self) -> &SecAggConfig {
+        &self.raw.secagg
+    }
+    /// Stage deadlines.
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.raw.deadlines
+    }
+    /// Device eligibility policy.
+    pub fn eligibility(&self) -> &EligibilityPolicy {
+        &self.raw.eligibility
+    }
+    /// Server optimizer.
+    pub fn optimizer(&self) -> &OptimizerConfig {
+        &self.raw.optimizer
+    }
+    /// The settings as written (for storage and display).
+    pub fn raw(&self) -> &RawConfig {
+        &self.raw
+    }
+
+    /// Canonical TOML of the settings (what the database keeps).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(&self.raw).map_err(|e| Error::ConfigSyntax(e.to_string()))
+    }
+}
+
+fn parse_raw(text: &str) -> Result<RawConfig> {
+    toml::from_str(text).map_err(|e| Error::ConfigSyntax(e.to_string()))
+}
+
+/// One SKU per non-empty line; surrounding whitespace is ignored.
+pub fn parse_catalog(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+    Error::ConfigInvalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn check(ok: bool, field: &'static str, reason: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(field, reason()))
+    }
+}
+
+fn check_fraction(value: f64, field: &'static str) -> Result<()> {
+    check((0.0..1.0).contains(&value), field, || {
+        format!("must be in [0, 1), got {value}")
+    })
+}
+
+fn validate(raw: &RawConfig, catalog: &[String]) -> Result<()> {
+    validate_name(&raw.population.name)?;
+    validate_model(&raw.model, catalog)?;
+    validate_privacy(&raw.privacy)?;
+    validate_secagg(&raw.secagg)?;
+    for (field, secs) in raw.deadlines.all() {
+        check((1..=MAX_DEADLINE_SECS).contains(&secs), field, || {
+            format!("must be between 1 and {MAX_DEADLINE_SECS} seconds, got {secs}")
+        })?;
+    }
+    let e = &raw.eligibility;
+    check(e.max_per_day >= 1, "eligibility.max_per_day", || {
+        "must be at least 1 (0 would make every device ineligible)".into()
+    })?;
+    validate_optimizer(&raw.optimizer)
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    check(ok, "population.name", || {
+        "must be 1-64 characters of a-z, 0-9 and '-'".into()
+    })
+}
+
+fn validate_model(model: &ModelShape, catalog: &[String]) -> Result<()> {
+    check(model.items >= 1, "model.items", || {
+        "must be at least 1".into()
+    })?;
+    check(model.dim >= 1, "model.dim", || "must be at least 1".into())?;
+    check(model.parameters() <= MAX_PARAMETERS, "model.items", || {
+        format!(
+            "items × (dim + 1) = {} exceeds the {} coordinates an upload may carry",
+            model.parameters(),
+            MAX_PARAMETERS
+        )
+    })?;
+    if model.catalog.is_some() {
+        check(catalog.len() == model.items, "model.catalog", || {
+            format!(
+                "lists {} SKUs but model.items is {}",
+                catalog.len(),
+                model.items
+            )
+        })?;
+        let mut sorted: Vec<&String> = catalog.iter().collect();
+        sorted.sort();
+        check(
+            sorted.windows(2).all(|w| w[0] != w[1]),
+            "model.catalog",
+            || "lists a SKU twice".into(),
+        )?;
+    }
+    Ok(())
+}
+
+fn validate_privacy(p: &PrivacyConfig) -> Result<()> {
+    check(
+        p.epsilon_budget.is_finite() && p.epsilon_budget > 0.0,
+        "privacy.epsilon_budget",
+        || format!("must be a positive number, got {}", p.epsilon_budget),
+    )?;
+    check(p.delta > 0.0 && p.delta < 1e-2, "privacy.delta", || {
+        format!("must be in (0, 0.01), got {}", p.delta)
+    })?;
+    check(
+        p.clip_norm.is_finite() && p.clip_norm > 0.0,
+        "privacy.clip_norm",
+        || format!("must be a positive number, got {}", p.clip_norm),
+    )?;
+    let noiseless = p.mechanism == NoiseMechanism::None;
+    check(
+        p.noise_multiplier.is_finite() && (p.noise_multiplier > 0.0 || noiseless),
+        "privacy.noise_multiplier",
+        || {
+            format!(
+                "must be positive with a noise mechanism, got {}",
+                p.noise_multiplier
+            )
+        },
+    )?;
+    check((1..=32).contains(&p.bits), "privacy.bits", || {
+        format!("must be in 1..=32, got {}", p.bits)
+    })?;
+    check(
+        p.accountant == AccountantKind::Rdp
+            || matches!(p.mechanism, NoiseMechanism::Gaussian | NoiseMechanism::None),
+        "privacy.accountant",
+        || "`pld` accounts only the Gaussian mechanism; use `rdp` for distributed noise".into(),
+    )
+}
+
+fn validate_secagg(s: &SecAggConfig) -> Result<()> {
+    check(s.cohort_min >= 2, "secagg.cohort_min", || {
+        format!("must be at least 2, got {}", s.cohort_min)
+    })?;
+    check(s.cohort_max >= s.cohort_min, "secagg.cohort_max", || {
+        format!(
+            "must be at least cohort_min ({}), got {}",
+            s.cohort_min, s.cohort_max
+        )
+    })?;
+    check(
+        s.cohort_max <= secagg::params::MAX_MEMBERS,
+        "secagg.cohort_max",
+        || format!("must be at most {}", secagg::params::MAX_MEMBERS),
+    )?;
+    check_fraction(s.dropout_tolerance, "secagg.dropout_tolerance")?;
+    check_fraction(s.adversarial_fraction, "secagg.adversarial_fraction")?;
+    check(
+        s.dropout_tolerance + s.adversarial_fraction <= 0.9,
+        "secagg.dropout_tolerance",
+        || "plus adversarial_fraction must not exceed 0.9".into(),
+    )?;
+    // The smallest cohort must admit a secure graph, or no round could ever run.
+    secagg::params::find(s.cohort_min, &s.threat_model()).map_err(|e| {
+        invalid(
+            "secagg.cohort_min",
+            format!("admits no secure SecAgg+ graph under this threat model: {e}"),
+        )
+    })?;
+    Ok(())
+}
+
+fn validate_optimizer(o: &OptimizerConfig) -> Result<()> {
+    check(
+        o.learning_rate.is_finite() && o.learning_rate > 0.0,
+        "optimizer.learning_rate",
+        || format!("must be a positive number, got {}", o.learning_rate),
+    )?;
+    check((0.0..1.0).contains(&o.beta1), "optimizer.beta1", || {
+        format!("must be in [0, 1), got {}", o.beta1)
+    })?;
+    check((0.0..1.0).contains(&o.beta2), "optimizer.beta2", || {
+        format!("must be in [0, 1), got {}", o.beta2)
+    })?;
+    check(o.tau.is_finite() && o.tau > 0.0, "optimizer.tau", || {
+        format!("must be a positive number, got {}", o.tau)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config that passes validation; tests edit one line of it.
+    pub(crate) const EXAMPLE: &str = include_str!("../examples/population.toml");
+
+    fn with(from: &str, to: &str) -> Result<PopulationConfig> {
+        assert!(EXAMPLE.contains(from), "example lacks {from}");
+        PopulationConfig::from_toml(&EXAMPLE.replace(from, to), Vec::new())
+    }
+
+    fn field_of(err: Error) -> &'static str {
+        match err {
+            Error::ConfigInvalid { field, .. } => field,
+            other => panic!("expected ConfigInvalid, got {other}"),
+        }
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let c = PopulationConfig::from_toml(EXAMPLE, Vec::new()).unwrap();
+        assert_eq!(c.name(), "coffee-rewards");
+        assert_eq!(c.model().parameters(), 2000 * 17);
+        assert_eq!(c.optimizer().kind, OptimizerKind::Fedadam);
+        assert_eq!(c.deadlines().stage_ms(secagg::Stage::Unmask), 30_000);
+    }
+
+    #[test]
+    fn canonical_toml_round_trips() {
+        let c = PopulationConfig::from_toml(EXAMPLE, Vec::new()).unwrap();
+        let again = PopulationConfig::from_toml(&c.to_toml().unwrap(), Vec::new()).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let cases = [
+            (
+                "name = \"coffee-rewards\"",
+                "name = \"Coffee Rewards\"",
+                "population.name",
+            ),
+            ("items = 2000", "items = 0", "model.items"),
+            ("dim = 16", "dim = 0", "model.dim"),
+            (
+                "epsilon_budget = 8.0",
+                "epsilon_budget = -1.0",
+                "privacy.epsilon_budget",
+            ),
+            ("delta = 1e-6", "delta = 0.5", "privacy.delta"),
+            ("bits = 20", "bits = 40", "privacy.bits"),
+            ("cohort_max = 1000", "cohort_max = 10", "secagg.cohort_max"),
+            ("cohort_min = 50", "cohort_min = 1", "secagg.cohort_min"),
+            (
+                "dropout_tolerance = 0.3",
+                "dropout_tolerance = 1.5",
+                "secagg.dropout_tolerance",
+            ),
+            ("unmask = 30", "unmask = 0", "deadlines.unmask"),
+            (
+                "max_per_day = 1",
+                "max_per_day = 0",
+                "eligibility.max_per_day",
+            ),
+            (
+                "learning_rate = 0.05",
+                "learning_rate = 0.0",
+                "optimizer.learning_rate",
+            ),
+        ];
+        for (from, to, field) in cases {
+            assert_eq!(field_of(with(from, to).unwrap_err()), field, "{to}");
+        }
+    }
+
+    #[test]
+    fn pld_with_distributed_noise_is_refused() {
+        let err = with("accountant = \"rdp\"", "accountant = \"pld\"").unwrap_err();
+        assert_eq!(field_of(err), "privacy.accountant");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_syntax_are_reported() {
+        let err = with("[eligibility]", "[eligibility]\nmin_exmaples = 3").unwrap_err();
+        assert!(err.to_string().contains("min_exmaples"), "{err}");
+        let err = PopulationConfig::from_toml("[model\nitems = 3", Vec::new()).unwrap_err();
+        assert!(matches!(err, Error::ConfigSyntax(_)), "{err}");
+    }
+
+    #[test]
+    fn catalog_must_match_items_and_be_unique() {
+        let text = EXAMPLE.replace("items = 2000", "items = 3\ncatalog = \"skus.txt\"");
+        let ok = PopulationConfig::from_toml(&text, parse_catalog("a\nb\n\nc\n")).unwrap();
+        assert_eq!(ok.catalog(), ["a", "b", "c"]);
+        let short = PopulationConfig::from_toml(&text, parse_catalog("a\nb")).unwrap_err();
+        assert_eq!(field_of(short), "model.catalog");
+        let dup = PopulationConfig::from_toml(&text, parse_catalog("a\nb\na")).unwrap_err();
+        assert_eq!(field_of(dup), "model.catalog");
+    }
+}

@@ -1,0 +1,428 @@
+//! The storage conformance suite: every backend must behave identically. Runs on SQLite
+//! always and on PostgreSQL when `COVEY_TEST_POSTGRES_URL` (or the setup script's URL file)
+//! is present.
+
+mod common;
+
+use std::sync::Arc;
+
+use covey_protocol::secagg::Stage;
+use covey_server::Error;
+use covey_server::storage::{
+    CheckIn, DeviceRecord, LedgerEntry, ModelRecord, NewRound, PopulationRecord, RoundCompletion,
+    RoundPhase, Storage, Submission, SubmitOutcome, TokenHash,
+};
+use covey_server::token::sha256;
+
+use common::{on_every_backend, unique};
+
+fn population(store: &dyn Storage) -> String {
+    let name = unique("pop");
+    store
+        .create_population(&PopulationRecord {
+            name: name.clone(),
+            config_toml: "[population]\nname = \"x\"\n".into(),
+            catalog: vec!["sku-1".into(), "sku-2".into()],
+            created_at: 1_000,
+        })
+        .unwrap();
+    name
+}
+
+fn device(store: &dyn Storage, pop: &str, n: u8) -> (DeviceRecord, TokenHash) {
+    let d = DeviceRecord {
+        id: unique(&format!("dev{n}")),
+        population: pop.into(),
+        registered_at: 2_000,
+    };
+    let token = TokenHash(sha256(d.id.as_bytes()));
+    store.register_device(&d, &token).unwrap();
+    (d, token)
+}
+
+fn model(pop: &str, version: u64, round_id: Option<i64>, values: &[f32]) -> ModelRecord {
+    let params = covey_server::model_blob::encode(values);
+    ModelRecord {
+        population: pop.into(),
+        version,
+        round_id,
+        digest: sha256(&params),
+        params,
+        optimizer_state: covey_server::model_blob::encode(&[]),
+        created_at: 3_000 + version as i64,
+    }
+}
+
+fn charge(pop: &str, seq: u64, round_id: i64, eps_round: f64, eps_total: f64) -> LedgerEntry {
+    LedgerEntry {
+        population: pop.into(),
+        seq,
+        round_id,
+        survivors: 3,
+        event: "{\"kind\":\"test\"}".into(),
+        epsilon_round: eps_round,
+        epsilon_total: eps_total,
+        delta: 1e-6,
+        created_at: 9_000,
+    }
+}
+
+fn open(store: &dyn Storage, pop: &str, base: u64) -> i64 {
+    store
+        .open_round(&NewRound {
+            population: pop.into(),
+            base_version: base,
+            opened_at: 5_000,
+            deadline: 6_000,
+        })
+        .unwrap()
+}
+
+#[test]
+fn populations_are_created_once_and_read_back() {
+    on_every_backend(|store| {
+        let name = population(store);
+        let got = store.population(&name).unwrap().unwrap();
+        assert_eq!(got.catalog, ["sku-1", "sku-2"]);
+        assert!(store.populations().unwrap().iter().any(|p| p.name == name));
+        let again = store.create_population(&got);
+        assert!(
+            matches!(again, Err(Error::AlreadyExists("population"))),
+            "{again:?}"
+        );
+        assert!(store.population("no-such").unwrap().is_none());
+    });
+}
+
+#[test]
+fn devices_are_found_only_by_their_token_hash() {
+    on_every_backend(|store| {
+        let pop = population(store);
+        let (a, ta) = device(store, &pop, 1);
+        let (_, _) = device(store, &pop, 2);
+        assert_eq!(store.device_by_token(&ta).unwrap(), Some(a.clone()));
+        assert_eq!(store.device_by_token(&TokenHash([0; 32])).unwrap(), None);
+        assert_eq!(store.device_count(&pop).unwrap(), 2);
+        let dup = store.register_device(&a, &ta);
+        assert!(
+            matches!(dup, Err(Error::AlreadyExists("device"))),
+            "{dup:?}"
+        );
+    });
+}
+
+#[test]
+fn model_versions_are_exact_and_never_overwritten() {
+    on_every_backend(|store| {
+        let pop = population(store);
+        let v0 = model(&pop, 0, None, &[1.0, -2.5, 3.0]);
+        store.put_model(&v0).unwrap();
+        let dup = store.put_model(&model(&pop, 0, None, &[9.0]));
+        assert!(matches!(dup, Err(Error::AlreadyExists(_))), "{dup:?}");
+        assert_eq!(store.model(&pop, 0).unwrap(), Some(v0.clone()));
+        let latest = store.latest_model(&pop).unwrap().unwrap();
+        assert_eq!((latest.version, latest.bytes), (0, v0.params.len() as u64));
+        assert_eq!(latest.digest, v0.digest);
+        assert!(store.model(&pop, 1).unwrap().is_none());
+    });
+}
+
+#[test]
+fn one_active_round_per_population_and_check_in_up_to_the_cap() {
+    on_every_backend(|store| {
+        let pop = population(store);
+        let devices: Vec<_> = (0..4).map(|n| device(store, &pop, n).0).collect();
+        let id = open(store, &pop, 0);
+        let second = store.open_round(&NewRound {
+            population: pop.clone(),
+            base_version: 0,
+            opened_at: 5_001,
+            deadline: 6_001,
+        });
+        assert!(matches!(second, Err(Error::AlreadyExists(_))), "{second:?}");
+
+        let admitted: Vec<_> = devices[..3]
+            .iter()
+            .map(|d| store.check_in(id, &d.id, 3, 5_100).unwrap())
+            .collect();
+        assert_eq!(
+            admitted,
+            [
+                CheckIn::Admitted(0),
+                CheckIn::Admitted(1),
+                CheckIn::Admitted(2)
+            ]
+        );
+        assert_eq!(
+            store.check_in(id, &devices[3].id, 3, 5_100).unwrap(),
+            CheckIn::Full
+        );
+        // A device that checks in again gets its member id back, not a second seat.
+        assert_eq!(
+            store.check_in(id, &devices[1].id, 3, 5_200).unwrap(),
+            CheckIn::Admitted(1)
+        );
+        let members = store.members(id).unwrap();
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[2], (devices[2].id.clone(), 2));
+
+        let stage1 = RoundPhase::Stage(Stage::AdvertiseKeys);
+        store
+            .advance_round(
+                id,
+                RoundPhase::CheckIn,
+                stage1,
+                7_000,
+                Some(b"session"),
+                5_300,
+            )
+            .unwrap();
+        assert_eq!(
+            store.check_in(id, &devices[3].id, 9, 5_400).unwrap(),
+            CheckIn::Closed
+        );
+        // A second process holding a stale view cannot apply the same transition again.
+        let stale = store.advance_round(id, RoundPhase::CheckIn, stage1, 7_000, None, 5_300);
+        assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+        let r = store.round(id).unwrap().unwrap();
+        assert_eq!((r.phase, r.deadline), (stage1, 7_000));
+        assert_eq!(r.session.as_deref(), Some(&b"session"[..]));
+        assert_eq!(
+            store
+                .active_rounds()
+                .unwrap()
+                .iter()
+                .filter(|r| r.id == id)
+                .count(),
+            1
+        );
+    });
+}
+
+#[test]
+fn stage_messages_are_accepted_once_and_replays_rejected() {
+    on_every_backend(|store| {
+        let pop = population(store);
+        let id = open(store, &pop, 0);
+        let msg = |member: u32, payload: &[u8]| Submission {
+            round_id: id,
+            stage: Stage::AdvertiseKeys,
+            member,
+            payload: payload.to_vec(),
+            digest: sha256(payload),
+            received_at: 5_500,
+        };
+        assert_eq!(
+            store.submit(&msg(0, b"keys-0")).unwrap(),
+            SubmitOutcome::Accepted
+        );
+        assert_eq!(
+            store.submit(&msg(1, b"keys-1")).unwrap(),
+            SubmitOutcome::Accepted
+        );
+        assert_eq!(
+            store.submit(&msg(0, b"keys-0")).unwrap(),
+            SubmitOutcome::Replay { same_payload: true }
+        );
+        assert_eq!(
+            store.submit(&msg(0, b"forged")).unwrap(),
+            SubmitOutcome::Replay {
+                same_payload: false
+            }
+        );
+        let taken = store.take_submissions(id, Stage::AdvertiseKeys).unwrap();
+        assert_eq!(taken, [(0, b"keys-0".to_vec()), (1, b"keys-1".to_vec())]);
+        assert!(
+            store
+                .take_submissions(id, Stage::AdvertiseKeys)
+                .unwrap()
+                .is_empty()
+        );
+        // Taken payloads are gone but a replay is still recognised.
+        assert_eq!(
+            store.submit(&msg(1, b"keys-1")).unwrap(),
+            SubmitOutcome::Replay { same_payload: true }
+        );
+        assert_eq!(store.submission_count(id, Stage::AdvertiseKeys).unwrap(), 2);
+        assert_eq!(store.submission_count(id, Stage::ShareKeys).unwrap(), 0);
+
+        store
+            .post_messages(
+                id,
+                Stage::ShareKeys,
+                &[(0, b"dir-0".to_vec()), (1, b"dir-1".to_vec())],
+            )
+            .unwrap();
+        assert_eq!(
+            store.message(id, Stage::ShareKeys, 1).unwrap().as_deref(),
+            Some(&b"dir-1"[..])
+        );
+        assert!(store.message(id, Stage::ShareKeys, 2).unwrap().is_none());
+    });
+}
+
+#[test]
+fn completion_is_atomic_and_the_ledger_is_exact() {
+    on_every_backend(|store| {
+        let pop = population(store);
+        store.put_model(&model(&pop, 0, None, &[0.0, 0.0])).unwrap();
+        let unmask = RoundPhase::Stage(Stage::Unmask);
+        let id = open(store, &pop, 0);
+        store
+            .advance_round(id, RoundPhase::CheckIn, unmask, 8_000, None, 5_000)
+            .unwrap();
+        let completion = |seq: u64| RoundCompletion {
+            round_id: id,
+            from: unmask,
+            survivors: vec![0, 2, 5],
+            model: model(&pop, 1, Some(id), &[0.5, -0.5]),
+            charge: charge(&pop, seq, id, 0.75, 0.75),
+            now: 9_000,
+        };
+        // A wrong ledger sequence aborts the whole transaction: no model, round still open.
+        let bad = store.complete_round(&completion(2));
+        assert!(matches!(bad, Err(Error::Conflict { .. })), "{bad:?}");
+        assert!(store.model(&pop, 1).unwrap().is_none());
+        assert_eq!(store.round(id).unwrap().unwrap().phase, unmask);
+        assert_eq!(store.epsilon_spent(&pop).unwrap(), 0.0);
+
+        store.complete_round(&completion(1)).unwrap();
+        let r = store.round(id).unwrap().unwrap();
+        assert_eq!(
+            (r.phase, r.survivors.clone()),
+            (RoundPhase::Completed, vec![0, 2, 5])
+        );
+        assert_eq!(store.latest_model(&pop).unwrap().unwrap().version, 1);
+        // Completing twice (a restarted owner replaying its last step) charges nothing more.
+        assert!(store.complete_round(&completion(2)).is_err());
+        assert_eq!(store.ledger(&pop).unwrap().len(), 1);
+
+        // An aborted round charges nothing; a new round may open after it.
+        let id2 = open(store, &pop, 1);
+        let wrong = store.abort_round(id2, unmask, "test", 9_500);
+        assert!(matches!(wrong, Err(Error::Conflict { .. })), "{wrong:?}");
+        store
+            .abort_round(id2, RoundPhase::CheckIn, "owner lost", 9_500)
+            .unwrap();
+        let r2 = store.round(id2).unwrap().unwrap();
+        assert_eq!(
+            (r2.phase, r2.reason.as_deref()),
+            (RoundPhase::Aborted, Some("owner lost"))
+        );
+        let id3 = open(store, &pop, 1);
+        store
+            .advance_round(id3, RoundPhase::CheckIn, unmask, 9_900, None, 9_600)
+            .unwrap();
+        store
+            .complete_round(&RoundCompletion {
+                round_id: id3,
+                from: unmask,
+                survivors: vec![1, 2],
+                model: model(&pop, 2, Some(id3), &[1.0, -1.0]),
+                charge: charge(&pop, 2, id3, 0.25, 1.0),
+                now: 10_000,
+            })
+            .unwrap();
+        let ledger = store.ledger(&pop).unwrap();
+        assert_eq!(ledger.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(ledger[1].round_id, id3);
+        assert_eq!(store.epsilon_spent(&pop).unwrap(), 1.0);
+        let versions: Vec<_> = store
+            .models(&pop)
+            .unwrap()
+            .iter()
+            .map(|m| m.version)
+            .collect();
+        assert_eq!(versions, [0, 1, 2]);
+        let rounds = store.rounds(&pop, 10).unwrap();
+        assert_eq!(
+            rounds.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [id3, id2, id]
+        );
+    });
+}
+
+#[test]
+fn leases_exclude_other_owners_until_they_expire() {
+    on_every_backend(|store| {
+        let key = unique("round");
+        assert!(store.acquire_lease(&key, "a", 1_000, 500).unwrap());
+        assert!(!store.acquire_lease(&key, "b", 1_200, 500).unwrap());
+        assert!(
+            store.acquire_lease(&key, "a", 1_400, 500).unwrap(),
+            "renewal"
+        );
+        assert!(!store.acquire_lease(&key, "b", 1_800, 500).unwrap());
+        assert!(
+            store.acquire_lease(&key, "b", 1_900, 500).unwrap(),
+            "takeover after expiry"
+        );
+        assert_eq!(store.lease(&key).unwrap().unwrap().owner, "b");
+        store.release_lease(&key, "a").unwrap();
+        assert_eq!(
+            store.lease(&key).unwrap().unwrap().owner,
+            "b",
+            "not a's to release"
+        );
+        store.release_lease(&key, "b").unwrap();
+        assert!(store.lease(&key).unwrap().is_none());
+    });
+}
+
+/// Many concurrent check-ins: exactly `cohort_max` seats, each member id handed out once.
+fn concurrent_check_ins(store: Arc<dyn Storage>) {
+    let pop = population(&*store);
+    let devices: Vec<_> = (0..24).map(|n| device(&*store, &pop, n).0.id).collect();
+    let id = open(&*store, &pop, 0);
+    let handles: Vec<_> = devices
+        .into_iter()
+        .map(|d| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                loop {
+                    match store.check_in(id, &d, 10, 5_000) {
+                        Err(Error::Conflict { .. }) => continue,
+                        other => return other.unwrap(),
+                    }
+                }
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut ids: Vec<u32> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            CheckIn::Admitted(m) => Some(*m),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..10).collect::<Vec<_>>());
+    assert_eq!(outcomes.iter().filter(|o| **o == CheckIn::Full).count(), 14);
+}
+
+#[test]
+fn concurrent_check_ins_hand_out_each_seat_once() {
+    let (_dir, sqlite) = common::sqlite();
+    concurrent_check_ins(Arc::new(sqlite));
+    if let Some(pg) = common::postgres() {
+        concurrent_check_ins(Arc::new(pg));
+    }
+}
+
+#[test]
+fn sqlite_data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("covey.db");
+    let pop = {
+        let store = covey_server::storage::SqliteStorage::open(&path).unwrap();
+        let pop = population(&store);
+        store.put_model(&model(&pop, 0, None, &[4.0])).unwrap();
+        pop
+    };
+    let store = covey_server::storage::SqliteStorage::open(&path).unwrap();
+    assert_eq!(
+        store.model(&pop, 0).unwrap().unwrap().params,
+        model(&pop, 0, None, &[4.0]).params
+    );
+}
