@@ -94,6 +94,9 @@ impl Store {
     }
 
     /// [`Store::open`] with an explicit random source (seeded in tests, for reproducibility).
+    ///
+    /// `rng` draws nonces: it must be a CSPRNG whose output is never replayed for the same
+    /// store. Opening one store twice with the same seed repeats nonces under one key.
     pub fn open_with_rng(
         dir: &Path,
         keystore: Arc<dyn KeyStore>,
