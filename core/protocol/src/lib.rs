@@ -5,4 +5,5 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 pub mod accounting;
+pub mod dp;
 pub mod secagg;

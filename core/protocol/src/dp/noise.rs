@@ -1,0 +1,414 @@
+//! Noise samplers, all driven by a caller-supplied cryptographically secure RNG.
+//!
+//! - [`poisson`]: exact Poisson sampler (multiplication method below λ = 10, Hörmann's PTRS
+//!   transformed rejection with squeeze above; the acceptance test uses the exact log-pmf, so
+//!   no normal approximation enters at any λ).
+//! - [`skellam`]: `Pois(μ) − Pois(μ)`, the default distributed noise (closed under
+//!   summation: the sum of members' shares is again Skellam).
+//! - [`discrete_gaussian`]: Canonne–Kamath–Steinke (2020) rejection sampler from a discrete
+//!   Laplace proposal, with their Bernoulli(e^-γ) coin construction.
+//! - [`gaussian`]: continuous Gaussian for the (weaker) central mode.
+//! - [`AliasTable`]: the fast path the encoder uses for a million coordinates: the exact pmf
+//!   of the plan's noise (Skellam through Miller's backward recurrence for `e^{-2μ} I_k(2μ)`,
+//!   discrete Gaussian directly) is quantized into a Walker alias table that costs one 64-bit
+//!   random word and one lookup per coordinate.
+//!
+//! Floating point: coins compare 53-bit uniforms against f64 probabilities (as TensorFlow
+//! Privacy's samplers do) and the alias table resolves probabilities to 2^-63 per entry, so
+//! every sampler's output is within total variation 2^-46 of its exact distribution. A
+//! mechanism within total variation τ of one that is (ε, δ)-DP is (ε, δ + (1 + e^ε)·τ)-DP;
+//! at τ = 2^-46 ≈ 1.4e-14 that is far below any δ a deployment uses.
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::error::{Error, Result};
+
+/// Below this mean the multiplication method is both exact and faster than PTRS.
+const PTRS_THRESHOLD: f64 = 10.0;
+/// Largest alias table: its index and alias fit 16 bits (entries pack into one u64).
+pub const MAX_TABLE_BITS: u32 = 16;
+/// Probability resolution of one alias bucket: 47 bits.
+const BUCKET_BITS: u32 = 47;
+/// Tail mass the alias table may drop (it is below the table's own resolution).
+const TAIL_MASS: f64 = 1.0e-20;
+
+/// A uniform double in `[0, 1)` with 53 random bits.
+pub fn uniform<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// A uniform integer in `[0, n)`, unbiased (Lemire's multiply-and-reject). `n` must be > 0.
+pub fn uniform_below<R: RngCore + CryptoRng + ?Sized>(rng: &mut R, n: u64) -> u64 {
+    let threshold = n.wrapping_neg() % n;
+    loop {
+        let product = u128::from(rng.next_u64()) * u128::from(n);
+        if (product as u64) >= threshold {
+            return (product >> 64) as u64;
+        }
+    }
+}
+
+/// A draw from the Poisson distribution of mean `lambda` (finite, ≥ 0).
+pub fn poisson<R: RngCore + CryptoRng + ?Sized>(lambda: f64, rng: &mut R) -> u64 {
+    if lambda <= 0.0 {
+        0
+    } else if lambda < PTRS_THRESHOLD {
+        poisson_multiplication(lambda, rng)
+    } else {
+        poisson_ptrs(lambda, rng)
+    }
+}
+
+/// Knuth's multiplication method: count uniforms until their product drops below e^-λ.
+fn poisson_multiplication<R: RngCore + CryptoRng + ?Sized>(lambda: f64, rng: &mut R) -> u64 {
+    let limit = (-lambda).exp();
+    let mut product = 1.0;
+    let mut count = 0;
+    loop {
+        product *= uniform(rng);
+        if product <= limit {
+            return count;
+        }
+        count += 1;
+    }
+}
+
+/// Hörmann (1993), "The transformed rejection method for generating Poisson random
+/// variables", algorithm PTRS: a transformed-rejection proposal with a squeeze, and an exact
+/// acceptance test against `log p(k) = -λ + k log λ - log k!`.
+fn poisson_ptrs<R: RngCore + CryptoRng + ?Sized>(lambda: f64, rng: &mut R) -> u64 {
+    let sqrt_lambda = lambda.sqrt();
+    let log_lambda = lambda.ln();
+    let b = 0.931 + 2.53 * sqrt_lambda;
+    let a = -0.059 + 0.02483 * b;
+    let inv_alpha = 1.1239 + 1.1328 / (b - 3.4);
+    let v_r = 0.9277 - 3.6224 / (b - 2.0);
+    loop {
+        let u = uniform(rng) - 0.5;
+        let v = uniform(rng);
+        let us = 0.5 - u.abs();
+        let k = ((2.0 * a / us + b) * u + lambda + 0.43).floor();
+        if us >= 0.07 && v <= v_r {
+            return k as u64;
+        }
+        if k < 0.0 || (us < 0.013 && v > us) {
+            continue;
+        }
+        let lhs = v.ln() + inv_alpha.ln() - (a / (us * us) + b).ln();
+        if lhs <= -lambda + k * log_lambda - libm::lgamma(k + 1.0) {
+            return k as u64;
+        }
+    }
+}
+
+/// A draw from the Skellam distribution `Pois(mu) − Pois(mu)` (variance `2·mu`).
+pub fn skellam<R: RngCore + CryptoRng + ?Sized>(mu: f64, rng: &mut R) -> i64 {
+    poisson(mu, rng) as i64 - poisson(mu, rng) as i64
+}
+
+/// Bernoulli(p) from a 53-bit uniform.
+fn bernoulli<R: RngCore + CryptoRng + ?Sized>(p: f64, rng: &mut R) -> bool {
+    uniform(rng) < p
+}
+
+/// Bernoulli(e^-γ) for γ ≥ 0 without evaluating the exponential (CKS 2020, Algorithm 1):
+/// for γ ≤ 1 draw Bernoulli(γ/k) for k = 1, 2, ... until one fails and answer whether k is
+/// odd; for larger γ chain ⌊γ⌋ Bernoulli(e^-1) coins and one for the fractional rest.
+fn bernoulli_exp_neg<R: RngCore + CryptoRng + ?Sized>(gamma: f64, rng: &mut R) -> bool {
+    let mut remaining = gamma;
+    while remaining > 1.0 {
+        if !bernoulli_exp_neg_unit(1.0, rng) {
+            return false;
+        }
+        remaining -= 1.0;
+    }
+    bernoulli_exp_neg_unit(remaining, rng)
+}
+
+fn bernoulli_exp_neg_unit<R: RngCore + CryptoRng + ?Sized>(gamma: f64, rng: &mut R) -> bool {
+    let mut k = 1.0;
+    while bernoulli(gamma / k, rng) {
+        k += 1.0;
+    }
+    k % 2.0 == 1.0
+}
+
+/// Discrete Laplace with scale `t` (a positive integer): `P(y) ∝ e^{-|y|/t}` (CKS 2020,
+/// Algorithm 2).
+fn discrete_laplace<R: RngCore + CryptoRng + ?Sized>(t: u64, rng: &mut R) -> i64 {
+    loop {
+        let u = uniform_below(rng, t);
+        if !bernoulli_exp_neg(u as f64 / t as f64, rng) {
+            continue;
+        }
+        let mut v: u64 = 0;
+        while bernoulli_exp_neg(1.0, rng) {
+            v += 1;
+        }
+        let negative = rng.next_u32() & 1 == 1;
+        if negative && u == 0 && v == 0 {
+            continue;
+        }
+        let magnitude = (u + t * v) as i64;
+        return if negative { -magnitude } else { magnitude };
+    }
+}
+
+/// A draw from the discrete Gaussian `P(y) ∝ e^{-y²/(2σ²)}` on the integers (CKS 2020,
+/// Algorithm 3): discrete Laplace proposals of scale `⌊σ⌋ + 1`, accepted with probability
+/// `e^{-(|y| − σ²/t)²/(2σ²)}`. `sigma` must be finite and > 0.
+pub fn discrete_gaussian<R: RngCore + CryptoRng + ?Sized>(sigma: f64, rng: &mut R) -> i64 {
+    let t = sigma.floor() as u64 + 1;
+    let sigma_sq = sigma * sigma;
+    let shift = sigma_sq / t as f64;
+    loop {
+        let y = discrete_laplace(t, rng);
+        let gap = y.unsigned_abs() as f64 - shift;
+        if bernoulli_exp_neg(gap * gap / (2.0 * sigma_sq), rng) {
+            return y;
+        }
+    }
+}
+
+/// A standard normal draw (Box–Muller on two 53-bit uniforms). Used only by the central
+/// mode, where the trusted server adds continuous Gaussian noise to the decoded sum.
+pub fn gaussian<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> f64 {
+    // 1 − U lies in (0, 1], so the logarithm is finite.
+    let radius = (-2.0 * (1.0 - uniform(rng)).ln()).sqrt();
+    radius * (std::f64::consts::TAU * uniform(rng)).cos()
+}
+
+/// The Skellam pmf `P(k) = e^{-2μ} I_k(2μ)` for `k = 0..len` (symmetric in k), from Miller's
+/// backward recurrence `I_{k-1}(x) = I_{k+1}(x) + (2k/x) I_k(x)` normalized by
+/// `I_0(x) + 2 Σ_{k≥1} I_k(x) = e^x`. Stable at any μ > 0, unlike the series or a
+/// convolution of Poisson pmfs.
+pub fn skellam_pmf(mu: f64, len: usize) -> Vec<f64> {
+    let x = 2.0 * mu;
+    // Start far beyond where I_k(x)/I_0(x) is negligible so the recurrence has converged to
+    // the minimal solution by index `len`.
+    let start = len + 32 + (20.0 * x.sqrt()) as usize;
+    let mut values = vec![0.0f64; start + 2];
+    values[start] = 1.0e-300;
+    for k in (1..=start).rev() {
+        let next = values[k + 1] + (2.0 * k as f64 / x) * values[k];
+        values[k - 1] = next;
+        if next > 1.0e250 {
+            // Rescale everything computed so far; entries that underflow were negligible.
+            for v in &mut values[k - 1..] {
+                *v *= 1.0e-250;
+            }
+        }
+    }
+    let total = values[0] + 2.0 * values[1..].iter().sum::<f64>();
+    values.truncate(len);
+    for v in &mut values {
+        *v /= total;
+    }
+    values
+}
+
+/// The discrete Gaussian pmf `P(k) ∝ e^{-k²/(2σ²)}` for `k = 0..len`, normalized over all
+/// integers (terms beyond `len` are summed until they vanish).
+pub fn discrete_gaussian_pmf(sigma: f64, len: usize) -> Vec<f64> {
+    let weight = |k: usize| (-((k * k) as f64) / (2.0 * sigma * sigma)).exp();
+    let mut total = weight(0);
+    let mut k = 1;
+    loop {
+        let w = weight(k);
+        total += 2.0 * w;
+        if (w == 0.0 || w < total * 1e-30) && k >= len {
+            break;
+        }
+        k += 1;
+    }
+    (0..len).map(|k| weight(k) / total).collect()
+}
+
+/// Which noise an [`AliasTable`] holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NoiseDistribution {
+    /// `Pois(mu) − Pois(mu)`.
+    Skellam {
+        /// Poisson mean of each side.
+        mu: f64,
+    },
+    /// Discrete Gaussian of scale `sigma`.
+    DiscreteGaussian {
+        /// Scale parameter.
+        sigma: f64,
+    },
+}
+
+impl NoiseDistribution {
+    /// Standard deviation (Skellam: `√(2μ)`; discrete Gaussian: its scale, an upper bound).
+    pub fn stddev(&self) -> f64 {
+        match *self {
+            NoiseDistribution::Skellam { mu } => (2.0 * mu).sqrt(),
+            NoiseDistribution::DiscreteGaussian { sigma } => sigma,
+        }
+    }
+
+    /// One draw from the exact sampler.
+    pub fn sample_exact<R: RngCore + CryptoRng + ?Sized>(&self, rng: &mut R) -> i64 {
+        match *self {
+            NoiseDistribution::Skellam { mu } => skellam(mu, rng),
+            NoiseDistribution::DiscreteGaussian { sigma } => discrete_gaussian(sigma, rng),
+        }
+    }
+
+    /// `P(k)` for `k = 0..len` (both distributions are symmetric).
+    pub fn pmf(&self, len: usize) -> Vec<f64> {
+        match *self {
+            NoiseDistribution::Skellam { mu } => skellam_pmf(mu, len),
+            NoiseDistribution::DiscreteGaussian { sigma } => discrete_gaussian_pmf(sigma, len),
+        }
+    }
+
+    /// The one-sided support `K` the alias table keeps: the smallest `K` whose two-sided
+    /// tail mass beyond ±K is below [`TAIL_MASS`].
+    fn table_radius(&self) -> usize {
+        // Both tails are at most Gaussian-like plus a Poisson correction for small μ; 12σ +
+        // 40 always covers the cut, and the pmf itself decides the exact radius.
+        let bound = (12.0 * self.stddev()) as usize + 40;
+        let pmf = self.pmf(bound + 1);
+        let mut tail = 0.0;
+        for k in (1..=bound).rev() {
+            tail += 2.0 * pmf[k];
+            if tail > TAIL_MASS {
+                return k;
+            }
+        }
+        0
+    }
+}
+
+/// A Walker alias table over `[-K, K]` (padded to a power of two with empty buckets): one
+/// 64-bit random word gives the bucket (top bits) and the coin (next 47 bits).
+#[derive(Clone)]
+pub struct AliasTable {
+    /// `(threshold << 16) | alias` per bucket; the threshold is in units of 2^-47.
+    entries: Vec<u64>,
+    index_bits: u32,
+    radius: i64,
+}
+
+impl std::fmt::Debug for AliasTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AliasTable")
+            .field("buckets", &self.entries.len())
+            .field("radius", &self.radius)
+            .finish()
+    }
+}
+
+impl AliasTable {
+    /// Builds the table for `distribution`; fails when the support needs more than
+    /// 2^[`MAX_TABLE_BITS`] buckets (callers then fall back to the exact sampler).
+    pub fn new(distribution: NoiseDistribution) -> Result<Self> {
+        let radius = distribution.table_radius();
+        let support = 2 * radius + 1;
+        let index_bits = support.next_power_of_two().trailing_zeros().max(1);
+        if index_bits > MAX_TABLE_BITS {
+            return Err(Error::InvalidParameter {
+                name: "noise stddev",
+                value: distribution.stddev(),
+                expected: "small enough for a 2^16-entry alias table",
+            });
+        }
+        let pmf = distribution.pmf(radius + 1);
+        let buckets = 1usize << index_bits;
+        let unit = 2f64.powi((BUCKET_BITS + index_bits) as i32);
+        let mut weights: Vec<u64> = (0..buckets)
+            .map(|i| {
+                let k = i as i64 - radius as i64;
+                if i < support {
+                    (pmf[k.unsigned_abs() as usize] * unit) as u64
+                } else {
+                    0
+                }
+            })
+            .collect();
+        // Give the rounding residue (either sign: the f64 pmf may sum to a hair above 1) to
+        // the mode so the weights total exactly buckets · 2^47.
+        let total: u64 = weights.iter().sum();
+        let target = 1u64 << (BUCKET_BITS + index_bits);
+        weights[radius] = (weights[radius] + target).wrapping_sub(total);
+        Ok(AliasTable {
+            entries: vose(&weights, 1u64 << BUCKET_BITS),
+            index_bits,
+            radius: radius as i64,
+        })
+    }
+
+    /// The draw selected by one uniform 64-bit word.
+    #[inline]
+    pub fn sample(&self, word: u64) -> i64 {
+        let index = (word >> (64 - self.index_bits)) as usize;
+        let coin = (word << self.index_bits) >> (64 - BUCKET_BITS);
+        let entry = self.entries[index];
+        let pick = if coin < entry >> 16 {
+            index
+        } else {
+            (entry & 0xffff) as usize
+        };
+        pick as i64 - self.radius
+    }
+}
+
+/// Vose's alias construction on integer weights summing to `buckets · capacity`: exact, so
+/// the table's probabilities are the quantized pmf without further rounding.
+fn vose(weights: &[u64], capacity: u64) -> Vec<u64> {
+    let mut remaining = weights.to_vec();
+    let mut entries = vec![capacity << 16; weights.len()];
+    let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+        (0..weights.len()).partition(|&i| weights[i] < capacity);
+    while let (Some(&s), Some(&l)) = (small.last(), large.last()) {
+        small.pop();
+        entries[s] = (remaining[s] << 16) | l as u64;
+        remaining[l] -= capacity - remaining[s];
+        if remaining[l] < capacity {
+            large.pop();
+            small.push(l);
+        }
+    }
+    // Whatever is left holds exactly `capacity` (integer weights leave no rounding drift):
+    // it keeps its own full bucket.
+    for i in small.into_iter().chain(large) {
+        entries[i] = (capacity << 16) | i as u64;
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skellam_pmf_matches_a_poisson_convolution() {
+        for mu in [0.3, 4.0, 40.0] {
+            let pmf = skellam_pmf(mu, 30);
+            let pois = |j: usize| (-mu + j as f64 * mu.ln() - libm::lgamma(j as f64 + 1.0)).exp();
+            for (k, &p) in pmf.iter().enumerate() {
+                let direct: f64 = (0..600).map(|j| pois(j) * pois(j + k)).sum();
+                assert!(
+                    (p - direct).abs() <= 1e-12 * direct.max(1e-300) + 1e-300,
+                    "{mu} {k}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn alias_weights_total_exactly_and_sampling_covers_the_support() {
+        let table = AliasTable::new(NoiseDistribution::Skellam { mu: 2.0 }).unwrap();
+        // Word 0 picks bucket 0 with coin 0; all-ones picks the last bucket.
+        let lo = table.sample(0);
+        let hi = table.sample(u64::MAX);
+        assert!(lo.abs() <= table.radius && hi.abs() <= table.radius);
+    }
+
+    #[test]
+    fn oversized_tables_are_refused() {
+        assert!(AliasTable::new(NoiseDistribution::DiscreteGaussian { sigma: 1e5 }).is_err());
+    }
+}
