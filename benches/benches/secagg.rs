@@ -9,6 +9,7 @@
 //!   the responses, reconstruct seeds, remove masks) for n = 1000, m = 100 000, with the
 //!   given fraction dropped after sharing keys (the costly case: their pairwise masks must
 //!   be rebuilt).
+//! - `secagg_server/keystream_floor/...`: the raw keystream for the same masks, on all cores.
 //! - After criterion, a ratio table: ours vs the floor and vs Flower's SecAgg+ client
 //!   (`benches/peers/flower_secaggplus.py`, run with `$COVEY_FLOWER_PYTHON` or `python3`
 //!   when it can import flwr).
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
+use covey_protocol::secagg::graph::Graph;
 use covey_protocol::secagg::params::{self, AdversaryClass, ThreatModel};
 use covey_protocol::secagg::{
     Client, ClientMessage, MemberId, Server, ServerMessage, ServerStep, SessionId, SessionParams,
@@ -156,6 +158,20 @@ fn keystream_floor(words: usize) -> u8 {
     buf[0]
 }
 
+/// The floor on every core the machine has, as the server uses them all.
+fn keystream_floor_parallel(words: usize) -> u8 {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(move || keystream_floor(words.div_ceil(threads))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(0))
+            .fold(0, |a, b| a ^ b)
+    })
+}
+
 fn bench_client(c: &mut Criterion) {
     for (k, m) in client_cases() {
         let case = ClientCase::new(k, m);
@@ -190,6 +206,9 @@ fn bench_client(c: &mut Criterion) {
 struct ServerCase {
     server: Server,
     responses: Vec<ClientMessage>,
+    /// Words of keystream the unmask stage must expand: one self-mask per survivor plus one
+    /// pairwise mask per (dropped member, surviving neighbour) pair, times m.
+    mask_words: usize,
 }
 
 impl ServerCase {
@@ -238,7 +257,23 @@ impl ServerCase {
                 }
             }
             if stage == 2 {
-                return ServerCase { server, responses };
+                let graph = Graph::new(&params.session_id, &params.roster, params.degree);
+                let survivors = params.roster.iter().filter(|m| !dropped(**m)).count();
+                let pairs: usize = (0..n)
+                    .filter(|&v| dropped(params.roster[v]))
+                    .map(|v| {
+                        graph
+                            .neighbours(v)
+                            .iter()
+                            .filter(|&&u| !dropped(params.roster[u]))
+                            .count()
+                    })
+                    .sum();
+                return ServerCase {
+                    server,
+                    responses,
+                    mask_words: (survivors + pairs) * m,
+                };
             }
         }
         unreachable!("three stages reach unmask")
@@ -279,6 +314,9 @@ fn bench_server(c: &mut Criterion) {
         group.bench_function(format!("unmask/n1000_m100000/drop{drop}"), |b| {
             b.iter(|| case.unmask())
         });
+        group.bench_function(format!("keystream_floor/n1000_m100000/drop{drop}"), |b| {
+            b.iter(|| keystream_floor_parallel(black_box(case.mask_words)))
+        });
     }
     group.finish();
 }
@@ -295,7 +333,7 @@ fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
     times[reps / 2]
 }
 
-/// Flower's figures for the same cases, if a Python with flwr is at hand.
+/// Flower's figures for the given cases, if a Python with flwr is at hand.
 fn flower(cases: &[(usize, usize)]) -> Vec<Option<(f64, f64)>> {
     let python = std::env::var("COVEY_FLOWER_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/flower_secaggplus.py");
@@ -329,14 +367,14 @@ fn flower(cases: &[(usize, usize)]) -> Vec<Option<(f64, f64)>> {
 
 /// The ratio table BENCHMARKS.md quotes (medians of 5 runs, same process as criterion).
 fn ratio_table(_: &mut Criterion) {
-    let cases = client_cases();
-    let peer = flower(&cases);
-    println!("\nSecAgg+ client, one member (median of 5):");
+    println!("\nSecAgg+ client, one member (median of 5; Flower run right before ours, per case):");
     println!(
         "| k | m | masked-input s | keystream floor s | masked/floor | all stages s | Flower masked s | Flower all s | Flower/ours (all) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for ((k, m), peer) in cases.into_iter().zip(peer) {
+    for (k, m) in client_cases() {
+        // Interleaved so both sides see the same machine load.
+        let peer = flower(&[(k, m)]).pop().flatten();
         let case = ClientCase::new(k, m);
         let masked = {
             let mut times = Vec::new();

@@ -10,7 +10,7 @@
 //! masking stage close to the raw keystream cost (see BENCHMARKS.md).
 
 use chacha20::ChaCha20;
-use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use zeroize::Zeroizing;
 
 use super::SessionId;
@@ -55,18 +55,54 @@ pub fn session_nonce(session: &SessionId) -> [u8; 12] {
 /// Fails only if `acc` outgrows one ChaCha20 keystream (256 GiB), which session validation
 /// (at most 2^26 coordinates) rules out.
 pub fn apply_masks(acc: &mut [u32], masks: &[(Seed, Sign)], session: &SessionId) -> Result<()> {
+    apply_masks_from(acc, 0, masks, &session_nonce(session))
+}
+
+/// [`apply_masks`] split over `threads` coordinate ranges (the server has cores to spare; a
+/// phone masks on one). Each range seeks its keystreams to its own offset, so the result is
+/// identical to the single-threaded one.
+pub fn apply_masks_parallel(
+    acc: &mut [u32],
+    masks: &[(Seed, Sign)],
+    session: &SessionId,
+    threads: usize,
+) -> Result<()> {
     let nonce = session_nonce(session);
-    let mut streams: Vec<(ChaCha20, Sign)> = masks
-        .iter()
-        .map(|(seed, sign)| (ChaCha20::new(&(**seed).into(), &nonce.into()), *sign))
-        .collect();
+    let chunk = acc.len().div_ceil(threads.max(1)).max(BLOCK_WORDS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = acc
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, part)| scope.spawn(move || apply_masks_from(part, i * chunk, masks, &nonce)))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or(Err(Error::Protocol("mask worker panicked")))
+        })
+    })
+}
+
+/// Applies the masks to `acc`, which holds coordinates `first_word..` of the vector.
+fn apply_masks_from(
+    acc: &mut [u32],
+    first_word: usize,
+    masks: &[(Seed, Sign)],
+    nonce: &[u8; 12],
+) -> Result<()> {
+    let too_long = |_| Error::InvalidParams("vector longer than a ChaCha20 keystream");
+    let mut streams = Vec::with_capacity(masks.len());
+    for (seed, sign) in masks {
+        let mut cipher = ChaCha20::new(&(**seed).into(), &(*nonce).into());
+        cipher
+            .try_seek(first_word as u64 * 4)
+            .map_err(|_| Error::InvalidParams("mask offset beyond the keystream"))?;
+        streams.push((cipher, *sign));
+    }
     let mut buf = Zeroizing::new(vec![0u8; BLOCK_WORDS * 4]);
     for block in acc.chunks_mut(BLOCK_WORDS) {
         let bytes = &mut buf[..block.len() * 4];
         for (cipher, sign) in &mut streams {
-            cipher
-                .try_write_keystream(bytes)
-                .map_err(|_| Error::InvalidParams("vector longer than a ChaCha20 keystream"))?;
+            cipher.try_write_keystream(bytes).map_err(too_long)?;
             combine(block, bytes, *sign);
         }
     }
@@ -141,6 +177,30 @@ mod tests {
         assert_eq!(acc, expect);
         apply_masks(&mut acc, &[(seed, Sign::Subtract)], &session).unwrap();
         assert!(acc.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn parallel_masking_equals_sequential() {
+        let session = SessionId([8; 32]);
+        let masks: Vec<(Seed, Sign)> = (0..5u8)
+            .map(|i| {
+                (
+                    Zeroizing::new([i; 32]),
+                    if i % 2 == 0 {
+                        Sign::Add
+                    } else {
+                        Sign::Subtract
+                    },
+                )
+            })
+            .collect();
+        for len in [1, 4095, 4096, 10_001, 3 * BLOCK_WORDS + 17] {
+            let mut one = vec![1u32; len];
+            let mut many = one.clone();
+            apply_masks(&mut one, &masks, &session).unwrap();
+            apply_masks_parallel(&mut many, &masks, &session, 3).unwrap();
+            assert_eq!(one, many, "len {len}");
+        }
     }
 
     #[test]

@@ -473,7 +473,9 @@ impl Server {
             }
         }
         let mut sum = std::mem::take(&mut self.sum);
-        prg::apply_masks(&mut sum, &masks, &session)?;
+        // The server removes thousands of masks: use every core it has.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        prg::apply_masks_parallel(&mut sum, &masks, &session, threads)?;
         let mask = value_mask(self.params.bits);
         sum.iter_mut().for_each(|v| *v &= mask);
         Ok(ServerStep::Finished(Aggregate {
