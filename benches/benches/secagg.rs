@@ -17,11 +17,11 @@
 //! Sizes: `COVEY_SECAGG_BENCH=quick` keeps only the 100k cases and the 10% dropout case.
 
 use std::hint::black_box;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
+use covey_benches::{median_seconds, median_seconds_batched, peer_json_lines};
 use covey_protocol::secagg::graph::Graph;
 use covey_protocol::secagg::params::{self, AdversaryClass, ThreatModel};
 use covey_protocol::secagg::{
@@ -89,8 +89,15 @@ impl ClientCase {
             server.receive(&hello).expect("hello");
             clients.push(client);
         }
-        let directory = Self::relay(&mut server, &mut clients);
-        let bundle = Self::next_for_zero(&mut server);
+        let directories = Self::open_next(&mut server);
+        for message in &directories {
+            let reply = clients[message.recipient.0 as usize]
+                .handle(message)
+                .expect("reply");
+            server.receive(&reply).expect("accept");
+        }
+        let directory = Self::for_zero(directories);
+        let bundle = Self::for_zero(Self::open_next(&mut server));
         ClientCase {
             params,
             input,
@@ -104,27 +111,15 @@ impl ClientCase {
         Client::new(params.clone(), MemberId(0), input, None, &mut rng).expect("member 0")
     }
 
-    /// Closes the stage, answers every message, and returns the one member 0 got.
-    fn relay(server: &mut Server, clients: &mut [Client]) -> ServerMessage {
-        let ServerStep::Send(messages) = server.close_stage().expect("close") else {
-            unreachable!("session cannot finish at this stage")
-        };
-        for message in &messages {
-            let reply = clients[message.recipient.0 as usize]
-                .handle(message)
-                .expect("reply");
-            server.receive(&reply).expect("accept");
+    /// Closes the stage and returns the messages opening the next one.
+    fn open_next(server: &mut Server) -> Vec<ServerMessage> {
+        match server.close_stage().expect("close") {
+            ServerStep::Send(messages) => messages,
+            ServerStep::Finished(_) => unreachable!("session cannot finish at this stage"),
         }
-        messages
-            .into_iter()
-            .find(|m| m.recipient == MemberId(0))
-            .expect("member 0 message")
     }
 
-    fn next_for_zero(server: &mut Server) -> ServerMessage {
-        let ServerStep::Send(messages) = server.close_stage().expect("close") else {
-            unreachable!("session cannot finish at this stage")
-        };
+    fn for_zero(messages: Vec<ServerMessage>) -> ServerMessage {
         messages
             .into_iter()
             .find(|m| m.recipient == MemberId(0))
@@ -321,38 +316,17 @@ fn bench_server(c: &mut Criterion) {
     group.finish();
 }
 
-fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut times: Vec<f64> = (0..reps)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[reps / 2]
-}
-
 /// Flower's figures for the given cases, if a Python with flwr is at hand.
 fn flower(cases: &[(usize, usize)]) -> Vec<Option<(f64, f64)>> {
     let python = std::env::var("COVEY_FLOWER_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/flower_secaggplus.py");
     let list: Vec<String> = cases.iter().map(|(k, m)| format!("{k}x{m}")).collect();
-    let output = Command::new(python)
-        .arg(script)
-        .arg("--cases")
-        .arg(list.join(","))
-        .output();
-    let Some(output) = output.ok().filter(|o| o.status.success()) else {
+    let Some(lines) = peer_json_lines(&python, script, &["--cases", &list.join(",")]) else {
         eprintln!(
             "secagg: Flower peer unavailable (set COVEY_FLOWER_PYTHON to a python with flwr)"
         );
         return vec![None; cases.len()];
     };
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
     cases
         .iter()
         .map(|&(k, m)| {
@@ -376,17 +350,13 @@ fn ratio_table(_: &mut Criterion) {
         // Interleaved so both sides see the same machine load.
         let peer = flower(&[(k, m)]).pop().flatten();
         let case = ClientCase::new(k, m);
-        let masked = {
-            let mut times = Vec::new();
-            for _ in 0..5 {
-                let mut client = case.ready();
-                let start = Instant::now();
+        let masked = median_seconds_batched(
+            5,
+            || case.ready(),
+            |mut client| {
                 black_box(client.handle(&case.bundle).expect("mask"));
-                times.push(start.elapsed().as_secs_f64());
-            }
-            times.sort_by(f64::total_cmp);
-            times[2]
-        };
+            },
+        );
         let floor = median_seconds(5, || {
             black_box(keystream_floor((k + 1) * m));
         });
