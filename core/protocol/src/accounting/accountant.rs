@@ -291,21 +291,41 @@ impl PldAccountant {
     }
 
     fn event_plds(&mut self, noise_multiplier: f64, q: f64, count: u64) -> Result<(Pmf, Pmf)> {
-        let d = self.discretization;
+        let (d, max) = (self.discretization, self.max_points);
         if q == 1.0 {
             // T Gaussian releases with multiplier z are exactly one with z/√T.
             let z = noise_multiplier / (count as f64).sqrt();
-            let pmf = Pmf::subsampled_gaussian(z, 1.0, Adjacency::Remove, d, self.max_points)?;
+            let pmf = Pmf::subsampled_gaussian(z, 1.0, Adjacency::Remove, d, max)?;
             return Ok((pmf.clone(), pmf));
         }
-        let mut one = |adjacency| -> Result<Pmf> {
-            let pmf = Pmf::subsampled_gaussian(noise_multiplier, q, adjacency, d, self.max_points)?;
-            pmf.self_compose(count, &mut self.fft, self.max_points)
+        let one = |adjacency, fft: &mut Fft| -> Result<Pmf> {
+            Pmf::subsampled_gaussian(noise_multiplier, q, adjacency, d, max)?
+                .self_compose(count, fft, max)
         };
-        let remove = one(Adjacency::Remove)?;
-        let add = one(Adjacency::Add)?;
-        Ok((remove, add))
+        in_parallel(
+            &mut self.fft,
+            |fft| one(Adjacency::Remove, fft),
+            |fft| one(Adjacency::Add, fft),
+        )
     }
+}
+
+/// Runs the "remove" and "add" halves of a PLD computation on two threads (they are
+/// independent and equally costly), each with its own FFT planner.
+fn in_parallel(
+    fft: &mut Fft,
+    remove: impl FnOnce(&mut Fft) -> Result<Pmf> + Send,
+    add: impl FnOnce(&mut Fft) -> Result<Pmf> + Send,
+) -> Result<(Pmf, Pmf)> {
+    std::thread::scope(|scope| {
+        let add = scope.spawn(|| add(&mut Fft::new()));
+        let remove = remove(fft);
+        // A panic in the worker is a bug, not bad input: let it propagate as one.
+        let add = add
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((remove?, add?))
+    })
 }
 
 impl Accountant for PldAccountant {
@@ -333,10 +353,14 @@ impl Accountant for PldAccountant {
             self.event_plds(noise_multiplier, event.sampling.rate(), event.count)?;
         self.plds = Some(match self.plds.take() {
             None => (remove, add),
-            Some((r, a)) => (
-                r.compose(&remove, &mut self.fft, self.max_points)?,
-                a.compose(&add, &mut self.fft, self.max_points)?,
-            ),
+            Some((r, a)) => {
+                let max = self.max_points;
+                in_parallel(
+                    &mut self.fft,
+                    |fft| r.compose(&remove, fft, max),
+                    |fft| a.compose(&add, fft, max),
+                )?
+            }
         });
         Ok(())
     }
