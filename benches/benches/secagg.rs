@@ -34,20 +34,45 @@ use rand_core::SeedableRng;
 const BITS: u32 = 32;
 const MEMBER_ZERO_SEED: u64 = 0x5eca;
 
-fn quick() -> bool {
-    std::env::var("COVEY_SECAGG_BENCH").is_ok_and(|v| v == "quick")
+/// How big a run is: `cargo test` runs each bench once on toy sizes (CI), `cargo bench` the
+/// issue's sizes, `COVEY_SECAGG_BENCH=quick cargo bench` the 100k cases and 10% dropout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    Test,
+    Quick,
+    Full,
+}
+
+fn scale() -> Scale {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
+        Scale::Test
+    } else if std::env::var("COVEY_SECAGG_BENCH").is_ok_and(|v| v == "quick") {
+        Scale::Quick
+    } else {
+        Scale::Full
+    }
 }
 
 fn client_cases() -> Vec<(usize, usize)> {
-    let dims: &[usize] = if quick() {
-        &[100_000]
-    } else {
-        &[100_000, 1_000_000]
+    let (degrees, dims): (&[usize], &[usize]) = match scale() {
+        Scale::Test => (&[16], &[1000]),
+        Scale::Quick => (&[16, 32, 72], &[100_000]),
+        Scale::Full => (&[16, 32, 72], &[100_000, 1_000_000]),
     };
-    [16, 32, 72]
+    degrees
         .iter()
         .flat_map(|&k| dims.iter().map(move |&m| (k, m)))
         .collect()
+}
+
+/// (cohort size, dimension, dropout percentages) of the server bench.
+fn server_sizes() -> (usize, usize, &'static [usize]) {
+    match scale() {
+        Scale::Test => (60, 1000, &[10]),
+        Scale::Quick => (1000, 100_000, &[10]),
+        Scale::Full => (1000, 100_000, &[0, 10, 30]),
+    }
 }
 
 fn session(n: usize, m: usize, degree: usize, threshold: usize) -> SessionParams {
@@ -197,7 +222,7 @@ fn bench_client(c: &mut Criterion) {
     }
 }
 
-/// n = 1000 members run to the unmask stage with `drop` of them silent at masked input.
+/// n members run to the unmask stage with `drop` percent of them silent at masked input.
 struct ServerCase {
     server: Server,
     responses: Vec<ClientMessage>,
@@ -207,8 +232,7 @@ struct ServerCase {
 }
 
 impl ServerCase {
-    fn new(drop_percent: usize) -> Self {
-        let (n, m) = (1000, 100_000);
+    fn new(n: usize, m: usize, drop_percent: usize) -> Self {
         let threat = ThreatModel {
             adversarial_fraction: 0.05,
             dropout_fraction: 0.33,
@@ -287,29 +311,23 @@ impl ServerCase {
 }
 
 fn bench_server(c: &mut Criterion) {
-    let drops: &[usize] = if quick() { &[10] } else { &[0, 10, 30] };
+    let (n, m, drops) = server_sizes();
     let mut group = c.benchmark_group("secagg_server");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(20));
     for &drop in drops {
-        let case = ServerCase::new(drop);
-        let survivors = 1000
-            - if drop == 0 {
-                0
-            } else {
-                (0..1000).filter(|i| (i * drop) % 100 < drop).count()
-            };
+        let case = ServerCase::new(n, m, drop);
+        let survivors = n - (0..n).filter(|i| (i * drop) % 100 < drop).count();
         assert_eq!(
             case.unmask(),
-            vec![survivors as u32; 100_000],
+            vec![survivors as u32; m],
             "unmasked sum must be exact"
         );
-        group.bench_function(format!("unmask/n1000_m100000/drop{drop}"), |b| {
-            b.iter(|| case.unmask())
-        });
-        group.bench_function(format!("keystream_floor/n1000_m100000/drop{drop}"), |b| {
+        let id = format!("n{n}_m{m}/drop{drop}");
+        group.bench_function(format!("unmask/{id}"), |b| b.iter(|| case.unmask()));
+        group.bench_function(format!("keystream_floor/{id}"), |b| {
             b.iter(|| keystream_floor_parallel(black_box(case.mask_words)))
         });
     }
@@ -348,7 +366,11 @@ fn ratio_table(_: &mut Criterion) {
     println!("|---|---|---|---|---|---|---|---|---|");
     for (k, m) in client_cases() {
         // Interleaved so both sides see the same machine load.
-        let peer = flower(&[(k, m)]).pop().flatten();
+        let peer = if scale() == Scale::Test {
+            None
+        } else {
+            flower(&[(k, m)]).pop().flatten()
+        };
         let case = ClientCase::new(k, m);
         let masked = median_seconds_batched(
             5,
