@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod device;
 mod privacy;
 mod secagg;
 
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The member's encrypted store on this computer: record, import, list, export, erase.
+    Device(device::DeviceArgs),
     /// Privacy accounting: epsilon of a schedule, noise for a target.
     Privacy(privacy::PrivacyArgs),
     /// SecAgg+ secure aggregation: in-process simulation.
@@ -27,6 +30,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Device(args) => device::run(args),
         Command::Privacy(args) => privacy::run(args),
         Command::Secagg(args) => secagg::run(args),
     }
