@@ -11,7 +11,7 @@
 //! catalog = "skus.txt"  # optional: one SKU per line, exactly `items` lines
 //!
 //! [privacy]
-//! mechanism = "skellam" # or "discrete_gaussian", "gaussian", "none"
+//! mechanism = "skellam" # or "discrete_gaussian", "central" (trusted server)
 //! epsilon_budget = 8.0
 //! delta = 1e-6
 //! clip_norm = 1.0
@@ -46,6 +46,7 @@
 use std::path::Path;
 
 use covey_protocol::accounting::AccountantKind;
+use covey_protocol::dp::NoiseKind;
 use covey_protocol::secagg::{self, AdversaryClass, ThreatModel};
 use serde::{Deserialize, Serialize};
 
@@ -56,18 +57,29 @@ pub const MAX_PARAMETERS: usize = secagg::MAX_DIMENSION;
 /// Longest stage deadline accepted (one day): longer ones are almost certainly a typo.
 pub const MAX_DEADLINE_SECS: u64 = 86_400;
 
-/// The noise mechanism devices add before secure aggregation.
+/// The noise mechanism of every round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoiseMechanism {
-    /// Distributed Skellam noise (each member adds a share; the sum carries the target).
+    /// Distributed Skellam noise: each member adds a share; the server never sees an
+    /// un-noised sum.
     Skellam,
     /// Distributed discrete Gaussian noise.
     DiscreteGaussian,
-    /// Continuous Gaussian (central-DP proxy; for experiments).
-    Gaussian,
-    /// No noise: the population spends no budget and gets no DP guarantee.
-    None,
+    /// **Weaker:** members only clip and quantize; the server adds Gaussian noise to the
+    /// unmasked sum and must be trusted to do so.
+    Central,
+}
+
+impl NoiseMechanism {
+    /// The DP encoder's noise kind.
+    pub fn noise_kind(self) -> NoiseKind {
+        match self {
+            NoiseMechanism::Skellam => NoiseKind::Skellam,
+            NoiseMechanism::DiscreteGaussian => NoiseKind::DiscreteGaussian,
+            NoiseMechanism::Central => NoiseKind::Central,
+        }
+    }
 }
 
 /// The server optimizer applied to the decoded mean update.
@@ -471,25 +483,21 @@ fn validate_privacy(p: &PrivacyConfig) -> Result<()> {
         "privacy.clip_norm",
         || format!("must be a positive number, got {}", p.clip_norm),
     )?;
-    let noiseless = p.mechanism == NoiseMechanism::None;
     check(
-        p.noise_multiplier.is_finite() && (p.noise_multiplier > 0.0 || noiseless),
+        p.noise_multiplier.is_finite() && p.noise_multiplier > 0.0,
         "privacy.noise_multiplier",
-        || {
-            format!(
-                "must be positive with a noise mechanism, got {}",
-                p.noise_multiplier
-            )
-        },
+        || format!("must be a positive number, got {}", p.noise_multiplier),
     )?;
     check((1..=32).contains(&p.bits), "privacy.bits", || {
         format!("must be in 1..=32, got {}", p.bits)
     })?;
     check(
-        p.accountant == AccountantKind::Rdp
-            || matches!(p.mechanism, NoiseMechanism::Gaussian | NoiseMechanism::None),
+        p.accountant == AccountantKind::Rdp || p.mechanism == NoiseMechanism::Central,
         "privacy.accountant",
-        || "`pld` accounts only the Gaussian mechanism; use `rdp` for distributed noise".into(),
+        || {
+            "`pld` accounts only the central Gaussian mechanism; use `rdp` for distributed noise"
+                .into()
+        },
     )
 }
 
@@ -508,6 +516,9 @@ fn validate_secagg(s: &SecAggConfig) -> Result<()> {
         "secagg.cohort_max",
         || format!("must be at most {}", secagg::params::MAX_MEMBERS),
     )?;
+    check(!s.signed, "secagg.signed", || {
+        "is not supported yet: device registration does not collect identity keys".into()
+    })?;
     check_fraction(s.dropout_tolerance, "secagg.dropout_tolerance")?;
     check_fraction(s.adversarial_fraction, "secagg.adversarial_fraction")?;
     check(

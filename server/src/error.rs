@@ -73,6 +73,18 @@ pub enum Error {
     /// The privacy accountant failed.
     #[error("privacy accounting: {0}")]
     Accounting(#[from] covey_protocol::accounting::Error),
+    /// A request lacks a valid device bearer token.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    /// The device may not do this (e.g. it is not a member of the round).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// A request body or parameter is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The round is over; the request can never succeed.
+    #[error("gone: {0}")]
+    Gone(&'static str),
     /// The HTTP listener or TLS setup failed.
     #[error("server: {0}")]
     Serve(String),

@@ -10,9 +10,14 @@
 
 pub mod clock;
 pub mod config;
+pub mod driver;
 pub mod error;
+pub mod http;
+pub mod metrics;
 pub mod model_blob;
+pub mod ops;
 pub mod optimizer;
+pub mod service;
 pub mod storage;
 pub mod token;
 

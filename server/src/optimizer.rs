@@ -34,7 +34,7 @@ impl OptimizerState {
     /// Decodes a blob written by [`OptimizerState::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut both = model_blob::decode(bytes)?;
-        if both.len() % 2 != 0 {
+        if !both.len().is_multiple_of(2) {
             return Err(Error::Corrupt {
                 what: "optimizer state",
                 reason: "odd number of values".into(),

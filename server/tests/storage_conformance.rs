@@ -10,7 +10,7 @@ use covey_protocol::secagg::Stage;
 use covey_server::Error;
 use covey_server::storage::{
     CheckIn, DeviceRecord, LedgerEntry, ModelRecord, NewRound, PopulationRecord, RoundCompletion,
-    RoundPhase, Storage, Submission, SubmitOutcome, TokenHash,
+    RoundPhase, SessionRecord, Storage, Submission, SubmitOutcome, TokenHash,
 };
 use covey_server::token::sha256;
 
@@ -165,15 +165,21 @@ fn one_active_round_per_population_and_check_in_up_to_the_cap() {
         let members = store.members(id).unwrap();
         assert_eq!(members.len(), 3);
         assert_eq!(members[2], (devices[2].id.clone(), 2));
+        assert_eq!(store.member_of(id, &devices[2].id).unwrap(), Some(2));
+        assert_eq!(store.member_of(id, &devices[3].id).unwrap(), None);
 
         let stage1 = RoundPhase::Stage(Stage::AdvertiseKeys);
+        let session = SessionRecord {
+            secagg: b"session".to_vec(),
+            dp_plan: "{\"plan\":1}".into(),
+        };
         store
             .advance_round(
                 id,
                 RoundPhase::CheckIn,
                 stage1,
                 7_000,
-                Some(b"session"),
+                Some(&session),
                 5_300,
             )
             .unwrap();
@@ -186,7 +192,7 @@ fn one_active_round_per_population_and_check_in_up_to_the_cap() {
         assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
         let r = store.round(id).unwrap().unwrap();
         assert_eq!((r.phase, r.deadline), (stage1, 7_000));
-        assert_eq!(r.session.as_deref(), Some(&b"session"[..]));
+        assert_eq!(r.session, Some(session));
         assert_eq!(
             store
                 .active_rounds()

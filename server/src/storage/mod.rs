@@ -186,14 +186,23 @@ pub struct RoundRecord {
     pub opened_at: Millis,
     /// Deadline of the current phase.
     pub deadline: Millis,
-    /// Encoded SecAgg+ session parameters, once the cohort is fixed.
-    pub session: Option<Vec<u8>>,
+    /// The session's parameters, once the cohort is fixed.
+    pub session: Option<SessionRecord>,
     /// Member ids whose inputs are in the aggregate (completed rounds).
     pub survivors: Vec<u32>,
     /// Why the round was aborted.
     pub reason: Option<String>,
     /// Last change.
     pub updated_at: Millis,
+}
+
+/// What devices of a round must agree on once its cohort is fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Encoded SecAgg+ session parameters (`SessionParams::encode`).
+    pub secagg: Vec<u8>,
+    /// The DP encoding plan (`DpPlan`) as JSON.
+    pub dp_plan: String,
 }
 
 /// The outcome of a device's check-in.
@@ -325,20 +334,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Every active round of every population (for recovery after a restart).
     fn active_rounds(&self) -> Result<Vec<RoundRecord>>;
     /// Moves a round from `from` to the active phase `to` with a new deadline, and stores
-    /// the session parameters when given. [`Error::Conflict`] if it is not in `from`.
+    /// the session when given. [`Error::Conflict`] if it is not in `from`.
     fn advance_round(
         &self,
         id: RoundId,
         from: RoundPhase,
         to: RoundPhase,
         deadline: Millis,
-        session: Option<&[u8]>,
+        session: Option<&SessionRecord>,
         now: Millis,
     ) -> Result<()>;
     /// Admits a device to a round in check-in, up to `cohort_max` members.
     fn check_in(&self, id: RoundId, device: &str, cohort_max: u32, now: Millis) -> Result<CheckIn>;
     /// A round's members as `(device id, member id)`, by member id.
     fn members(&self, id: RoundId) -> Result<Vec<(String, u32)>>;
+    /// The member id of `device` in round `id`, if it checked in.
+    fn member_of(&self, id: RoundId, device: &str) -> Result<Option<u32>>;
     /// Completes a round, publishes its model version and charges the ledger, atomically.
     fn complete_round(&self, completion: &RoundCompletion) -> Result<()>;
     /// Aborts an active round from `from` and drops its queued payloads.

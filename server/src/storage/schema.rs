@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     opened_at {INT} NOT NULL,
     deadline {INT} NOT NULL,
     session {BLOB},
+    dp_plan TEXT,
     survivors {BLOB},
     reason TEXT,
     updated_at {INT} NOT NULL

@@ -9,8 +9,8 @@ use covey_protocol::secagg::Stage;
 
 use super::{
     CheckIn, DeviceRecord, Lease, LedgerEntry, ModelMeta, ModelRecord, NewRound, PopulationRecord,
-    RoundCompletion, RoundId, RoundPhase, RoundRecord, SCHEMA_VERSION, Storage, Submission,
-    SubmitOutcome, TokenHash,
+    RoundCompletion, RoundId, RoundPhase, RoundRecord, SCHEMA_VERSION, SessionRecord, Storage,
+    Submission, SubmitOutcome, TokenHash,
 };
 use crate::clock::Millis;
 use crate::error::{Error, Result};
@@ -154,7 +154,7 @@ fn encode_members(members: &[u32]) -> Vec<u8> {
 }
 
 fn decode_members(bytes: &[u8]) -> Result<Vec<u32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(corrupt(
             "survivor list length is not a multiple of 4".into(),
         ));
@@ -166,7 +166,7 @@ fn decode_members(bytes: &[u8]) -> Result<Vec<u32>> {
 }
 
 const ROUND_COLUMNS: &str = "id, population, base_version, state, stage, opened_at, deadline, \
-                             session, survivors, reason, updated_at";
+                             session, survivors, reason, updated_at, dp_plan";
 const MODEL_META_COLUMNS: &str = "version, round_id, length(params), digest, created_at";
 const LEDGER_COLUMNS: &str = "population, seq, round_id, survivors, event, epsilon_round, \
                               epsilon_total, delta, created_at";
@@ -179,7 +179,10 @@ fn round_from_row(row: &Row) -> Result<RoundRecord> {
         phase: RoundPhase::from_columns(&row.text(3)?, row.int(4)?)?,
         opened_at: row.int(5)?,
         deadline: row.int(6)?,
-        session: row.opt_blob(7)?,
+        session: match (row.opt_blob(7)?, row.opt_text(11)?) {
+            (Some(secagg), Some(dp_plan)) => Some(SessionRecord { secagg, dp_plan }),
+            _ => None,
+        },
         survivors: decode_members(&row.opt_blob(8)?.unwrap_or_default())?,
         reason: row.opt_text(9)?,
         updated_at: row.int(10)?,
@@ -496,7 +499,7 @@ impl<D: Database> Storage for SqlStorage<D> {
         from: RoundPhase,
         to: RoundPhase,
         deadline: Millis,
-        session: Option<&[u8]>,
+        session: Option<&SessionRecord>,
         now: Millis,
     ) -> Result<()> {
         if !to.is_active() {
@@ -510,13 +513,14 @@ impl<D: Database> Storage for SqlStorage<D> {
         let changed = self.tx(|tx| {
             tx.execute(
                 "UPDATE rounds SET state = $1, stage = $2, deadline = $3, \
-                 session = COALESCE($4, session), updated_at = $5 \
-                 WHERE id = $6 AND state = $7 AND stage = $8",
+                 session = COALESCE($4, session), dp_plan = COALESCE($5, dp_plan), \
+                 updated_at = $6 WHERE id = $7 AND state = $8 AND stage = $9",
                 &[
                     text(to_state),
                     int(to_stage),
                     int(deadline),
-                    Value::Blob(session.map(<[u8]>::to_vec)),
+                    Value::Blob(session.map(|s| s.secagg.clone())),
+                    Value::Text(session.map(|s| s.dp_plan.clone())),
                     int(now),
                     int(id),
                     text(from_state),
@@ -578,6 +582,14 @@ impl<D: Database> Storage for SqlStorage<D> {
             "SELECT device_id, member FROM round_members WHERE round_id = $1 ORDER BY member",
             &[int(id)],
             |row| Ok((row.text(0)?, member_id(row.int(1)?)?)),
+        )
+    }
+
+    fn member_of(&self, id: RoundId, device: &str) -> Result<Option<u32>> {
+        self.query_one(
+            "SELECT member FROM round_members WHERE round_id = $1 AND device_id = $2",
+            &[int(id), text(device)],
+            |row| member_id(row.int(0)?),
         )
     }
 

@@ -1,7 +1,18 @@
 //! Helpers shared by the server's integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod device;
+
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use covey_server::clock::SystemClock;
+use covey_server::config::PopulationConfig;
+use covey_server::http::{HttpConfig, RateLimit};
+use covey_server::ops::{self, Running, ServeOptions};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
 
 use covey_server::storage::{PostgresStorage, SqliteStorage, Storage};
 
@@ -57,5 +68,111 @@ pub fn on_every_backend(check: impl Fn(&dyn Storage)) {
     match postgres() {
         Some(pg) => check(&pg),
         None => eprintln!("PostgreSQL not configured: checked SQLite only"),
+    }
+}
+
+/// A small population that runs quickly: 20 items × (3 + 1) = 80 parameters, cohorts of
+/// 3..=5, one-second check-in, FedAvg with rate 1 (the new model is base + mean update).
+pub fn small_config(name: &str) -> String {
+    format!(
+        r#"
+[population]
+name = "{name}"
+[model]
+items = 20
+dim = 3
+[privacy]
+mechanism = "skellam"
+epsilon_budget = 1000000.0
+delta = 1e-6
+clip_norm = 1.0
+noise_multiplier = 0.01
+bits = 24
+[secagg]
+cohort_min = 3
+cohort_max = 5
+dropout_tolerance = 0.3
+adversarial_fraction = 0.05
+[deadlines]
+check_in = 1
+advertise_keys = 4
+share_keys = 4
+masked_input = 4
+consistency_check = 4
+unmask = 4
+[eligibility]
+min_examples = 1
+min_separation_hours = 0
+max_per_day = 24
+[optimizer]
+kind = "fedavg"
+learning_rate = 1.0
+"#
+    )
+}
+
+/// Default HTTP settings for tests.
+pub fn http_config() -> HttpConfig {
+    HttpConfig {
+        max_body_bytes: 1 << 20,
+        rate_limit: RateLimit {
+            burst: 10_000.0,
+            per_second: 10_000.0,
+        },
+        tls: None,
+    }
+}
+
+/// A server with population `name` on loopback, in its own tokio runtime.
+pub struct TestServer {
+    pub runtime: tokio::runtime::Runtime,
+    pub running: Option<Running>,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start(name: &str, http: HttpConfig, drive: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = ops::open_storage(dir.path(), None).expect("storage");
+        let config = PopulationConfig::from_toml(&small_config(name), Vec::new()).expect("config");
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        covey_server::service::init_population(&*store, &SystemClock, &mut rng, &config)
+            .expect("init population");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let options = ServeOptions {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            http,
+            tick: drive.then_some(Duration::from_millis(20)),
+        };
+        let running = runtime
+            .block_on(async {
+                ops::start(
+                    store,
+                    Arc::new(SystemClock),
+                    Box::new(ChaCha20Rng::seed_from_u64(2)),
+                    &options,
+                )
+            })
+            .expect("server starts");
+        let base = format!("http://{}", running.addr);
+        TestServer {
+            runtime,
+            running: Some(running),
+            base,
+            dir,
+        }
+    }
+
+    pub fn service(&self) -> &covey_server::service::Service {
+        &self.running.as_ref().expect("running").service
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = self.runtime.block_on(running.shutdown());
+        }
     }
 }

@@ -1,0 +1,435 @@
+//! The round driver: opens rounds, fixes cohorts, runs the SecAgg+ server state machine
+//! stage by stage against per-stage deadlines, decodes the DP sum, applies the server
+//! optimizer, charges the privacy ledger and publishes the next model version.
+//!
+//! One process drives a population's rounds at a time: the holder of the lease
+//! `rounds:<population>` (renewed every tick, taken over by another process once expired).
+//! The SecAgg+ server state lives only in the driving process's memory — masked inputs are
+//! folded into a running sum on arrival and never persisted — so a round whose driver dies
+//! mid-protocol cannot be resumed; the next lease holder aborts it (no model published, no
+//! ε charged) and opens a fresh round. A round still in check-in is simply resumed. Every
+//! transition is one conditional transaction, and completion (model version + ledger
+//! charge + round state) is one transaction: a crash at any point leaves either all of it or
+//! none of it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use covey_protocol::accounting::{Accountant, PrivacyEvent, Sampling};
+use covey_protocol::dp::{self, DecodedUpdate, Decoder, DpPlan, NoiseShare, PlanRequest};
+use covey_protocol::secagg::{self, MemberId, ServerStep, SessionId, SessionParams, Stage};
+
+use crate::clock::Millis;
+use crate::config::PopulationConfig;
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::model_blob;
+use crate::optimizer::{self, OptimizerState};
+use crate::service::{Service, with_rng};
+use crate::storage::{
+    LedgerEntry, ModelRecord, NewRound, RoundCompletion, RoundId, RoundPhase, RoundRecord,
+    SessionRecord,
+};
+use crate::token::sha256;
+
+/// How often the driver looks at its rounds.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(200);
+
+/// Lease lifetime in ticks: long enough to survive a slow transaction, short enough that a
+/// dead driver's population is taken over within a second or two.
+const LEASE_TICKS: i64 = 10;
+
+/// A round this process is driving.
+#[derive(Debug)]
+struct Live {
+    population: String,
+    server: secagg::Server,
+    plan: DpPlan,
+}
+
+/// The driver of one server process.
+#[derive(Debug)]
+pub struct Driver {
+    service: Arc<Service>,
+    owner: String,
+    tick: Duration,
+    live: HashMap<RoundId, Live>,
+    /// Populations found out of budget (cleared when this process restarts).
+    exhausted: HashSet<String>,
+}
+
+impl Driver {
+    /// A driver identified as `owner` in leases (unique per process).
+    pub fn new(service: Arc<Service>, owner: String, tick: Duration) -> Self {
+        Driver {
+            service,
+            owner,
+            tick,
+            live: HashMap::new(),
+            exhausted: HashSet::new(),
+        }
+    }
+
+    /// Ticks until `stop` is set. Errors of one tick are logged; the next tick retries.
+    pub fn run(mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.tick() {
+                tracing::warn!(error = %e, "round driver tick failed");
+            }
+            std::thread::sleep(self.tick);
+        }
+    }
+
+    fn lease_ms(&self) -> Millis {
+        i64::try_from(self.tick.as_millis()).unwrap_or(1000) * LEASE_TICKS
+    }
+
+    /// One pass over every population.
+    pub fn tick(&mut self) -> Result<()> {
+        let populations = self.service.store().populations()?;
+        for p in populations {
+            let key = format!("rounds:{}", p.name);
+            let now = self.service.clock().now_ms();
+            if !self
+                .service
+                .store()
+                .acquire_lease(&key, &self.owner, now, self.lease_ms())?
+            {
+                // Someone else drives this population: forget anything we held.
+                self.live.retain(|_, l| l.population != p.name);
+                continue;
+            }
+            let config = self.service.config(&p.name)?;
+            if let Err(e) = self.drive_population(&config) {
+                tracing::warn!(population = %p.name, error = %e, "driving rounds failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn drive_population(&mut self, config: &PopulationConfig) -> Result<()> {
+        let store = self.service.store();
+        let active = store
+            .rounds(config.name(), 1)?
+            .into_iter()
+            .find(|r| r.phase.is_active());
+        match active {
+            None => self.maybe_open(config),
+            Some(round) => self.drive_round(config, round),
+        }
+    }
+
+    /// Opens a round unless the budget cannot pay for one more.
+    fn maybe_open(&mut self, config: &PopulationConfig) -> Result<()> {
+        if self.exhausted.contains(config.name()) {
+            return Ok(());
+        }
+        let store = self.service.store();
+        let base = store
+            .latest_model(config.name())?
+            .ok_or(Error::NotFound("model version"))?;
+        // The cheapest round a plan allows (fewest survivors, least noise) must fit.
+        let plan = self.plan_for(config, config.secagg().cohort_min)?;
+        let projected = projected_epsilon(self, config, &plan, plan.min_survivors)?;
+        if projected > config.privacy().epsilon_budget {
+            tracing::warn!(
+                population = config.name(),
+                projected,
+                budget = config.privacy().epsilon_budget,
+                "privacy budget exhausted: no further rounds"
+            );
+            self.exhausted.insert(config.name().to_owned());
+            return Ok(());
+        }
+        let now = self.service.clock().now_ms();
+        let id = store.open_round(&NewRound {
+            population: config.name().to_owned(),
+            base_version: base.version,
+            opened_at: now,
+            deadline: now + config.deadlines().check_in_ms(),
+        })?;
+        tracing::info!(population = config.name(), round = id, "round opened");
+        Ok(())
+    }
+
+    fn drive_round(&mut self, config: &PopulationConfig, round: RoundRecord) -> Result<()> {
+        let now = self.service.clock().now_ms();
+        match round.phase {
+            RoundPhase::CheckIn => self.drive_check_in(config, &round, now),
+            RoundPhase::Stage(stage) => {
+                if !self.live.contains_key(&round.id) {
+                    return self.abort(
+                        &round,
+                        "the driving process lost its in-memory SecAgg+ state (restart or \
+                         takeover); the round cannot be resumed without double counting",
+                    );
+                }
+                self.drive_stage(config, &round, stage, now)
+            }
+            RoundPhase::Completed | RoundPhase::Aborted => Ok(()),
+        }
+    }
+
+    fn abort(&mut self, round: &RoundRecord, reason: &str) -> Result<()> {
+        self.live.remove(&round.id);
+        let now = self.service.clock().now_ms();
+        self.service
+            .store()
+            .abort_round(round.id, round.phase, reason, now)?;
+        metrics::inc(&self.service.metrics().rounds_aborted);
+        tracing::warn!(round = round.id, reason, "round aborted");
+        Ok(())
+    }
+
+    /// A DP plan for a cohort of `cohort` under the population's settings.
+    fn plan_for(&self, config: &PopulationConfig, cohort: usize) -> Result<DpPlan> {
+        let p = config.privacy();
+        let mut seed = [0u8; 32];
+        with_rng(self.service.rng(), |rng| rng.fill_bytes(&mut seed))?;
+        let dimension =
+            u32::try_from(config.model().parameters()).map_err(|_| Error::Dimension {
+                expected: dp::MAX_DIMENSION as usize,
+                got: config.model().parameters(),
+            })?;
+        let mut request = PlanRequest::new(
+            u32::try_from(cohort).unwrap_or(u32::MAX),
+            dimension,
+            p.clip_norm,
+            p.noise_multiplier,
+            seed,
+        );
+        request.noise = p.mechanism.noise_kind();
+        request.max_dropout = config.secagg().dropout_tolerance;
+        request.bits = Some(p.bits);
+        dp::choose_plan(&request).map_err(|e| Error::BadRequest(format!("DP plan: {e}")))
+    }
+
+    fn drive_check_in(
+        &mut self,
+        config: &PopulationConfig,
+        round: &RoundRecord,
+        now: Millis,
+    ) -> Result<()> {
+        let store = self.service.store();
+        let members = store.members(round.id)?;
+        let full = members.len() >= config.secagg().cohort_max;
+        if !full && now < round.deadline {
+            return Ok(());
+        }
+        if members.len() < config.secagg().cohort_min {
+            // Too few devices so far: keep the window open rather than churn rounds.
+            let deadline = now + config.deadlines().check_in_ms();
+            return store.advance_round(round.id, round.phase, round.phase, deadline, None, now);
+        }
+        let roster: Vec<MemberId> = members.iter().map(|(_, m)| MemberId(*m)).collect();
+        let started = self.start_session(config, &roster);
+        let (server, plan, record) = match started {
+            Ok(s) => s,
+            Err(e) => return self.abort(round, &format!("could not start the session: {e}")),
+        };
+        let to = RoundPhase::Stage(Stage::AdvertiseKeys);
+        let deadline = now + config.deadlines().stage_ms(Stage::AdvertiseKeys);
+        store.advance_round(round.id, round.phase, to, deadline, Some(&record), now)?;
+        let population = config.name().to_owned();
+        self.live.insert(
+            round.id,
+            Live {
+                population,
+                server,
+                plan,
+            },
+        );
+        tracing::info!(
+            round = round.id,
+            cohort = roster.len(),
+            "cohort fixed; SecAgg+ started"
+        );
+        Ok(())
+    }
+
+    fn start_session(
+        &self,
+        config: &PopulationConfig,
+        roster: &[MemberId],
+    ) -> Result<(secagg::Server, DpPlan, SessionRecord)> {
+        let plan = self.plan_for(config, roster.len())?;
+        let graph = secagg::params::find(roster.len(), &config.secagg().threat_model())?;
+        let mut session_id = [0u8; 32];
+        with_rng(self.service.rng(), |rng| rng.fill_bytes(&mut session_id))?;
+        let params = SessionParams {
+            session_id: SessionId(session_id),
+            bits: plan.bits,
+            dimension: plan.vector_len(),
+            degree: graph.degree,
+            threshold: graph.threshold,
+            roster: roster.to_vec(),
+            signing_keys: None,
+        };
+        let record = SessionRecord {
+            secagg: params.encode(),
+            dp_plan: serde_json::to_string(&plan).map_err(|e| Error::Serve(e.to_string()))?,
+        };
+        Ok((secagg::Server::new(params)?, plan, record))
+    }
+
+    fn drive_stage(
+        &mut self,
+        config: &PopulationConfig,
+        round: &RoundRecord,
+        stage: Stage,
+        now: Millis,
+    ) -> Result<()> {
+        let store = self.service.store();
+        let queued = store.take_submissions(round.id, stage)?;
+        let Some(live) = self.live.get_mut(&round.id) else {
+            return Ok(());
+        };
+        for (_, payload) in queued {
+            if live.server.receive_bytes(&payload).is_err() {
+                metrics::inc(&self.service.metrics().protocol_rejections);
+            }
+        }
+        if !live.server.pending().is_empty() && now < round.deadline {
+            return Ok(());
+        }
+        match live.server.close_stage() {
+            Ok(ServerStep::Send(messages)) => {
+                let Some(next) = messages.first().map(|m| m.body.stage()) else {
+                    return self.abort(round, "no member is left to continue");
+                };
+                let encoded: Vec<(u32, Vec<u8>)> = messages
+                    .iter()
+                    .map(|m| (m.recipient.0, m.encode()))
+                    .collect();
+                store.post_messages(round.id, next, &encoded)?;
+                let deadline = now + config.deadlines().stage_ms(next);
+                store.advance_round(
+                    round.id,
+                    round.phase,
+                    RoundPhase::Stage(next),
+                    deadline,
+                    None,
+                    now,
+                )?;
+                tracing::info!(round = round.id, stage = ?next, members = encoded.len(), "stage opened");
+                Ok(())
+            }
+            Ok(ServerStep::Finished(aggregate)) => {
+                let Some(live) = self.live.remove(&round.id) else {
+                    return Ok(());
+                };
+                match self.finish(config, round, &live.plan, &aggregate) {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.abort(round, &format!("could not publish the update: {e}")),
+                }
+            }
+            Err(e) => self.abort(round, &format!("secure aggregation failed: {e}")),
+        }
+    }
+
+    /// Decodes the sum, steps the optimizer, charges the ledger, publishes the model.
+    fn finish(
+        &mut self,
+        config: &PopulationConfig,
+        round: &RoundRecord,
+        plan: &DpPlan,
+        aggregate: &secagg::Aggregate,
+    ) -> Result<()> {
+        let store = self.service.store();
+        let survivors = u32::try_from(aggregate.survivors.len()).unwrap_or(u32::MAX);
+        let decoded = decode(self, plan, &aggregate.sum, survivors)?;
+        let base = store
+            .model(config.name(), round.base_version)?
+            .ok_or(Error::NotFound("base model version"))?;
+        let params = model_blob::decode(&base.params)?;
+        let state = OptimizerState::decode(&base.optimizer_state)?;
+        let (next, next_state) =
+            optimizer::step(config.optimizer(), &params, &state, &decoded.mean)?;
+
+        let event = plan.privacy_event(survivors, Sampling::Full);
+        let ledger = store.ledger(config.name())?;
+        let before = ledger.last().map_or(0.0, |e| e.epsilon_total);
+        let total = projected_epsilon(self, config, plan, survivors)?;
+        if total > config.privacy().epsilon_budget {
+            self.exhausted.insert(config.name().to_owned());
+            return Err(Error::BudgetExhausted {
+                would_be: total,
+                budget: config.privacy().epsilon_budget,
+            });
+        }
+        let now = self.service.clock().now_ms();
+        let params = model_blob::encode(&next);
+        store.complete_round(&RoundCompletion {
+            round_id: round.id,
+            from: round.phase,
+            survivors: aggregate.survivors.iter().map(|m| m.0).collect(),
+            model: ModelRecord {
+                population: config.name().to_owned(),
+                version: round.base_version + 1,
+                round_id: Some(round.id),
+                digest: sha256(&params),
+                params,
+                optimizer_state: next_state.encode(),
+                created_at: now,
+            },
+            charge: LedgerEntry {
+                population: config.name().to_owned(),
+                seq: ledger.len() as u64 + 1,
+                round_id: round.id,
+                survivors: u64::from(survivors),
+                event: serde_json::to_string(&event).map_err(|e| Error::Serve(e.to_string()))?,
+                epsilon_round: total - before,
+                epsilon_total: total,
+                delta: config.privacy().delta,
+                created_at: now,
+            },
+            now,
+        })?;
+        metrics::inc(&self.service.metrics().rounds_completed);
+        tracing::info!(
+            round = round.id,
+            survivors,
+            version = round.base_version + 1,
+            epsilon_total = total,
+            noise_stddev = decoded.noise_stddev,
+            "round completed"
+        );
+        Ok(())
+    }
+}
+
+fn decode(driver: &Driver, plan: &DpPlan, sum: &[u32], survivors: u32) -> Result<DecodedUpdate> {
+    let decoder = Decoder::new(plan).map_err(|e| Error::BadRequest(format!("DP plan: {e}")))?;
+    let decoded = match plan.noise {
+        NoiseShare::Central { .. } => with_rng(driver.service.rng(), |rng| {
+            decoder.decode_central(sum, plan.bits, survivors, rng)
+        })?,
+        NoiseShare::Skellam { .. } | NoiseShare::DiscreteGaussian { .. } => {
+            decoder.decode(sum, plan.bits, survivors)
+        }
+    };
+    decoded.map_err(|e| Error::BadRequest(format!("DP decode: {e}")))
+}
+
+/// ε of every charged round of the population plus one more round of `plan` with
+/// `survivors` members, composed by the population's accountant.
+fn projected_epsilon(
+    driver: &Driver,
+    config: &PopulationConfig,
+    plan: &DpPlan,
+    survivors: u32,
+) -> Result<f64> {
+    let mut accountant: Box<dyn Accountant + Send> = config.privacy().accountant.new_accountant();
+    for entry in driver.service.store().ledger(config.name())? {
+        let event: PrivacyEvent =
+            serde_json::from_str(&entry.event).map_err(|e| Error::Corrupt {
+                what: "ledger event",
+                reason: e.to_string(),
+            })?;
+        accountant.compose(&event)?;
+    }
+    accountant.compose(&plan.privacy_event(survivors, Sampling::Full))?;
+    Ok(accountant.epsilon(config.privacy().delta)?)
+}

@@ -1,0 +1,353 @@
+//! Operator operations behind the `covey-server` commands: open the storage, initialise a
+//! population, start the server (HTTP + round driver), and the read-only reports
+//! (`status`, `rounds`, `ledger`, `export-model`). Each report is a serialisable struct so
+//! the CLI prints it as text or `--json`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::PopulationConfig;
+use crate::driver::Driver;
+use crate::error::{Error, Result};
+use crate::http::{self, HttpConfig};
+use crate::service::{CryptoRngSend, Service, init_population, with_rng};
+use crate::storage::{PostgresStorage, SqliteStorage, Storage};
+use crate::token::random_id;
+
+/// Name of the SQLite file inside the data directory.
+pub const DATABASE_FILE: &str = "covey.db";
+
+/// Opens PostgreSQL at `postgres` when given, else SQLite in `data` (created if needed).
+pub fn open_storage(data: &Path, postgres: Option<&str>) -> Result<Arc<dyn Storage>> {
+    if let Some(url) = postgres {
+        return Ok(Arc::new(PostgresStorage::connect(url)?));
+    }
+    std::fs::create_dir_all(data).map_err(|source| Error::File {
+        action: "creating data directory",
+        path: data.to_path_buf(),
+        source,
+    })?;
+    Ok(Arc::new(SqliteStorage::open(&data.join(DATABASE_FILE))?))
+}
+
+/// The operating system's CSPRNG, as the process RNG.
+pub fn os_rng() -> Box<dyn CryptoRngSend> {
+    Box::new(rand::rngs::StdRng::from_os_rng())
+}
+
+use rand::SeedableRng as _;
+
+/// What `init` created.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitReport {
+    /// Population name.
+    pub population: String,
+    /// Storage backend.
+    pub backend: &'static str,
+    /// Parameters of the initial model version 0.
+    pub parameters: usize,
+    /// Catalog SKUs loaded.
+    pub catalog_items: usize,
+}
+
+/// `covey-server init`: validates `config_path` and creates the population with model 0.
+pub fn init(
+    store: &dyn Storage,
+    config_path: &Path,
+    rng: &mut dyn CryptoRngSend,
+) -> Result<InitReport> {
+    let config = PopulationConfig::load(config_path)?;
+    init_population(store, &SystemClock, rng, &config)?;
+    Ok(InitReport {
+        population: config.name().to_owned(),
+        backend: store.backend(),
+        parameters: config.model().parameters(),
+        catalog_items: config.catalog().len(),
+    })
+}
+
+/// How `serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// HTTP limits and TLS.
+    pub http: HttpConfig,
+    /// Round driver tick; `None` serves the API without driving rounds.
+    pub tick: Option<Duration>,
+}
+
+/// A running server: its address, and the means to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// The service (for in-process tests and embedding).
+    pub service: Arc<Service>,
+    handle: axum_server::Handle,
+    stop: Arc<AtomicBool>,
+    driver: Option<std::thread::JoinHandle<()>>,
+    http: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Stops the driver and the listener and waits for both.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.graceful_shutdown(Some(Duration::from_secs(2)));
+        if let Some(driver) = self.driver.take() {
+            let _ = tokio::task::spawn_blocking(move || driver.join()).await;
+        }
+        self.http
+            .await
+            .map_err(|e| Error::Serve(format!("server task: {e}")))?
+    }
+
+    /// Waits until the HTTP server stops (by signal in the CLI).
+    pub async fn wait(self) -> Result<()> {
+        let Running {
+            http, stop, driver, ..
+        } = self;
+        let result = http
+            .await
+            .map_err(|e| Error::Serve(format!("server task: {e}")))?;
+        stop.store(true, Ordering::SeqCst);
+        if let Some(driver) = driver {
+            let _ = tokio::task::spawn_blocking(move || driver.join()).await;
+        }
+        result
+    }
+
+    /// The listener's handle (to shut it down from a signal handler).
+    pub fn handle(&self) -> axum_server::Handle {
+        self.handle.clone()
+    }
+}
+
+/// Starts the HTTP API and (unless disabled) the round driver on the current tokio runtime.
+pub fn start(
+    store: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    rng: Box<dyn CryptoRngSend>,
+    options: &ServeOptions,
+) -> Result<Running> {
+    let service = Arc::new(Service::new(store, clock, rng));
+    let listener = TcpListener::bind(options.listen)
+        .map_err(|e| Error::Serve(format!("binding {}: {e}", options.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    let app = http::router(Arc::clone(&service), &options.http);
+    let handle = axum_server::Handle::new();
+    let tls = options.http.tls.clone();
+    let task_handle = handle.clone();
+    let http =
+        tokio::spawn(async move { http::serve(listener, app, tls.as_ref(), task_handle).await });
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = match options.tick {
+        Some(tick) => {
+            let owner = with_rng(service.rng(), |rng| random_id(rng))?;
+            let driver = Driver::new(Arc::clone(&service), owner, tick);
+            let stop = Arc::clone(&stop);
+            Some(
+                std::thread::Builder::new()
+                    .name("covey-round-driver".into())
+                    .spawn(move || driver.run(&stop))
+                    .map_err(|e| Error::Serve(format!("starting the round driver: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Running {
+        addr,
+        service,
+        handle,
+        stop,
+        driver,
+        http,
+    })
+}
+
+/// One population's state for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PopulationStatus {
+    /// Name.
+    pub name: String,
+    /// Registered devices.
+    pub devices: u64,
+    /// Newest model version.
+    pub model_version: Option<u64>,
+    /// ε spent / budget.
+    pub epsilon_spent: f64,
+    /// Lifetime budget.
+    pub epsilon_budget: f64,
+    /// Completed rounds.
+    pub rounds_completed: usize,
+    /// The active round: `(id, phase)`.
+    pub active_round: Option<(i64, &'static str)>,
+    /// Which process drives its rounds, and until when (ms since the epoch).
+    pub driver: Option<(String, i64)>,
+}
+
+/// `covey-server status`.
+pub fn status(store: &dyn Storage) -> Result<Vec<PopulationStatus>> {
+    store
+        .populations()?
+        .into_iter()
+        .map(|p| {
+            let config = PopulationConfig::from_toml(&p.config_toml, p.catalog.clone())?;
+            let active = store
+                .rounds(&p.name, 1)?
+                .into_iter()
+                .find(|r| r.phase.is_active());
+            Ok(PopulationStatus {
+                devices: store.device_count(&p.name)?,
+                model_version: store.latest_model(&p.name)?.map(|m| m.version),
+                epsilon_spent: store.epsilon_spent(&p.name)?,
+                epsilon_budget: config.privacy().epsilon_budget,
+                rounds_completed: store.ledger(&p.name)?.len(),
+                active_round: active.map(|r| (r.id, r.phase.name())),
+                driver: store
+                    .lease(&format!("rounds:{}", p.name))?
+                    .map(|l| (l.owner, l.expires_at)),
+                name: p.name,
+            })
+        })
+        .collect()
+}
+
+/// One round for `rounds`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundSummary {
+    /// Id.
+    pub id: i64,
+    /// Phase name.
+    pub phase: &'static str,
+    /// Model version trained on.
+    pub base_version: u64,
+    /// Members checked in.
+    pub members: usize,
+    /// Members whose inputs entered the sum (completed rounds).
+    pub survivors: usize,
+    /// Opening time (ms since the epoch).
+    pub opened_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+    /// Abort reason.
+    pub reason: Option<String>,
+}
+
+/// `covey-server rounds`: the newest `limit` rounds of a population.
+pub fn rounds(store: &dyn Storage, population: &str, limit: u32) -> Result<Vec<RoundSummary>> {
+    store
+        .rounds(population, limit)?
+        .into_iter()
+        .map(|r| {
+            Ok(RoundSummary {
+                members: store.members(r.id)?.len(),
+                survivors: r.survivors.len(),
+                id: r.id,
+                phase: r.phase.name(),
+                base_version: r.base_version,
+                opened_at: r.opened_at,
+                updated_at: r.updated_at,
+                reason: r.reason,
+            })
+        })
+        .collect()
+}
+
+/// One ledger entry for `ledger`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerLine {
+    /// Sequence number.
+    pub seq: u64,
+    /// Round.
+    pub round_id: i64,
+    /// Survivors charged.
+    pub survivors: u64,
+    /// ε added by the round.
+    pub epsilon_round: f64,
+    /// ε after the round.
+    pub epsilon_total: f64,
+    /// δ.
+    pub delta: f64,
+    /// The accountant's event (mechanism, noise, sampling).
+    pub event: serde_json::Value,
+    /// Charge time.
+    pub created_at: i64,
+}
+
+/// `covey-server ledger`.
+pub fn ledger(store: &dyn Storage, population: &str) -> Result<Vec<LedgerLine>> {
+    store
+        .ledger(population)?
+        .into_iter()
+        .map(|e| {
+            Ok(LedgerLine {
+                event: serde_json::from_str(&e.event).map_err(|err| Error::Corrupt {
+                    what: "ledger event",
+                    reason: err.to_string(),
+                })?,
+                seq: e.seq,
+                round_id: e.round_id,
+                survivors: e.survivors,
+                epsilon_round: e.epsilon_round,
+                epsilon_total: e.epsilon_total,
+                delta: e.delta,
+                created_at: e.created_at,
+            })
+        })
+        .collect()
+}
+
+/// What `export-model` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    /// Version exported.
+    pub version: u64,
+    /// Output file.
+    pub path: PathBuf,
+    /// Bytes written.
+    pub bytes: usize,
+    /// SHA-256 of the blob (hex).
+    pub sha256: String,
+}
+
+/// `covey-server export-model`: writes a model version's blob (`model_blob` format).
+pub fn export_model(
+    store: &dyn Storage,
+    population: &str,
+    version: Option<u64>,
+    out: &Path,
+) -> Result<ExportReport> {
+    let version = match version {
+        Some(v) => v,
+        None => {
+            store
+                .latest_model(population)?
+                .ok_or(Error::NotFound("model version"))?
+                .version
+        }
+    };
+    let model = store
+        .model(population, version)?
+        .ok_or(Error::NotFound("model version"))?;
+    std::fs::write(out, &model.params).map_err(|source| Error::File {
+        action: "writing",
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(ExportReport {
+        version,
+        path: out.to_path_buf(),
+        bytes: model.params.len(),
+        sha256: hex::encode(model.digest),
+    })
+}

@@ -1,0 +1,510 @@
+//! The operations behind the HTTP API, independent of HTTP: registration, authentication,
+//! the round plan, check-in, stage messages, model downloads. Blocking (storage is
+//! synchronous); the HTTP layer runs them on tokio's blocking pool.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use covey_protocol::secagg::{ClientMessage, MemberId, SessionParams, Stage};
+use rand_core::{CryptoRng, RngCore};
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::config::{EligibilityPolicy, NoiseMechanism, PopulationConfig};
+use crate::error::{Error, Result};
+use crate::metrics::{self, Metrics};
+use crate::model_blob;
+use crate::optimizer::OptimizerState;
+use crate::storage::{
+    CheckIn, DeviceRecord, ModelRecord, PopulationRecord, RoundId, RoundPhase, RoundRecord,
+    Storage, Submission, SubmitOutcome,
+};
+use crate::token::{BearerToken, random_id, sha256};
+
+/// A cryptographically secure RNG shared by a process (OS-seeded in production, seeded in
+/// tests).
+pub type SharedRng = Mutex<Box<dyn CryptoRngSend>>;
+
+/// A CSPRNG that can move between threads.
+pub trait CryptoRngSend: RngCore + CryptoRng + Send {}
+impl<T: RngCore + CryptoRng + Send> CryptoRngSend for T {}
+
+/// Runs `f` with the shared RNG locked.
+pub fn with_rng<T>(rng: &SharedRng, f: impl FnOnce(&mut dyn CryptoRngSend) -> T) -> Result<T> {
+    let mut guard = rng
+        .lock()
+        .map_err(|_| Error::Serve("rng poisoned by an earlier panic".into()))?;
+    Ok(f(&mut **guard))
+}
+
+/// Creates a population and its initial model version 0.
+///
+/// The initial item table holds small uniform embeddings in ±0.1/√dim (so early dot
+/// products are near zero but not symmetric) and zero biases.
+pub fn init_population(
+    store: &dyn Storage,
+    clock: &dyn Clock,
+    rng: &mut dyn RngCore,
+    config: &PopulationConfig,
+) -> Result<ModelRecord> {
+    let now = clock.now_ms();
+    store.create_population(&PopulationRecord {
+        name: config.name().to_owned(),
+        config_toml: config.to_toml()?,
+        catalog: config.catalog().to_vec(),
+        created_at: now,
+    })?;
+    let shape = config.model();
+    let scale = 0.1 / (shape.dim as f32).sqrt();
+    let mut table = Vec::with_capacity(shape.parameters());
+    for _ in 0..shape.items {
+        for _ in 0..shape.dim {
+            // 24 random bits → uniform in [-1, 1).
+            let u = (rng.next_u32() >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
+            table.push(u * scale);
+        }
+        table.push(0.0);
+    }
+    let params = model_blob::encode(&table);
+    let model = ModelRecord {
+        population: config.name().to_owned(),
+        version: 0,
+        round_id: None,
+        digest: sha256(&params),
+        params,
+        optimizer_state: OptimizerState::default().encode(),
+        created_at: now,
+    };
+    store.put_model(&model)?;
+    Ok(model)
+}
+
+/// A newly registered device's credentials (the token is shown once, never stored).
+#[derive(Debug)]
+pub struct Registration {
+    /// The device id.
+    pub device_id: String,
+    /// The bearer token.
+    pub token: BearerToken,
+}
+
+/// What a device needs to decide whether and how to take part (the body of `GET /v1/plan`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Population name.
+    pub population: String,
+    /// Item-table shape and the newest version.
+    pub model: ModelInfo,
+    /// Differential privacy of each round and the budget.
+    pub privacy: PrivacyInfo,
+    /// Cohort bounds.
+    pub secagg: SecAggInfo,
+    /// Device-side eligibility policy.
+    pub eligibility: EligibilityPolicy,
+    /// The population's active round, if any.
+    pub round: Option<RoundInfo>,
+}
+
+/// Item-table shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// Rows.
+    pub items: usize,
+    /// Embedding width.
+    pub dim: usize,
+    /// `items × (dim + 1)`.
+    pub parameters: usize,
+    /// Newest published version.
+    pub latest_version: u64,
+}
+
+/// Privacy settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrivacyInfo {
+    /// Noise mechanism.
+    pub mechanism: NoiseMechanism,
+    /// L2 clip.
+    pub clip_norm: f64,
+    /// Noise multiplier of the surviving sum.
+    pub noise_multiplier: f64,
+    /// Modular bit width.
+    pub bits: u32,
+    /// δ.
+    pub delta: f64,
+    /// Lifetime ε budget.
+    pub epsilon_budget: f64,
+    /// ε spent so far.
+    pub epsilon_spent: f64,
+}
+
+/// Cohort bounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecAggInfo {
+    /// Minimum cohort.
+    pub cohort_min: usize,
+    /// Maximum cohort.
+    pub cohort_max: usize,
+}
+
+/// The active round as a device sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundInfo {
+    /// Round id.
+    pub id: RoundId,
+    /// Phase name (`check_in`, `advertise_keys`, ...).
+    pub phase: &'static str,
+    /// Model version to train on.
+    pub base_version: u64,
+    /// Deadline of the phase (ms since the epoch).
+    pub deadline_ms: i64,
+    /// This device's member id if it checked in.
+    pub member_id: Option<u32>,
+}
+
+/// The server's state shared by HTTP handlers and the round driver.
+#[derive(Debug)]
+pub struct Service {
+    store: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    rng: SharedRng,
+    metrics: Metrics,
+    configs: RwLock<HashMap<String, Arc<PopulationConfig>>>,
+    sessions: Mutex<HashMap<RoundId, Arc<SessionParams>>>,
+}
+
+impl std::fmt::Debug for dyn CryptoRngSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CryptoRng")
+    }
+}
+
+impl Service {
+    /// A service over `store`, reading time from `clock` and randomness from `rng`.
+    pub fn new(
+        store: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        rng: Box<dyn CryptoRngSend>,
+    ) -> Self {
+        Service {
+            store,
+            clock,
+            rng: Mutex::new(rng),
+            metrics: Metrics::default(),
+            configs: RwLock::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The storage.
+    pub fn store(&self) -> &dyn Storage {
+        &*self.store
+    }
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+    /// The process RNG.
+    pub fn rng(&self) -> &SharedRng {
+        &self.rng
+    }
+    /// The process counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A population's validated config (cached; configs never change after `init`).
+    pub fn config(&self, population: &str) -> Result<Arc<PopulationConfig>> {
+        if let Some(c) = self
+            .configs
+            .read()
+            .ok()
+            .and_then(|m| m.get(population).cloned())
+        {
+            return Ok(c);
+        }
+        let record = self
+            .store
+            .population(population)?
+            .ok_or(Error::NotFound("population"))?;
+        let config = Arc::new(PopulationConfig::from_toml(
+            &record.config_toml,
+            record.catalog,
+        )?);
+        if let Ok(mut m) = self.configs.write() {
+            m.insert(population.to_owned(), Arc::clone(&config));
+        }
+        Ok(config)
+    }
+
+    /// Registers a new device in `population`.
+    pub fn register(&self, population: &str) -> Result<Registration> {
+        self.config(population)?;
+        let (token, id) = with_rng(&self.rng, |rng| {
+            (BearerToken::generate(rng), random_id(rng))
+        })?;
+        let device = DeviceRecord {
+            id,
+            population: population.to_owned(),
+            registered_at: self.clock.now_ms(),
+        };
+        self.store.register_device(&device, &token.hash())?;
+        metrics::inc(&self.metrics.registrations);
+        Ok(Registration {
+            device_id: device.id,
+            token,
+        })
+    }
+
+    /// The device holding `token`.
+    pub fn authenticate(&self, token: &str) -> Result<DeviceRecord> {
+        let token = BearerToken::parse(token).ok_or(Error::Unauthenticated(
+            "the bearer token is not 64 lowercase hex characters",
+        ))?;
+        self.store
+            .device_by_token(&token.hash())?
+            .ok_or(Error::Unauthenticated("unknown bearer token"))
+    }
+
+    /// The population's active round (newest first, so at most one is active).
+    fn active_round(&self, population: &str) -> Result<Option<RoundRecord>> {
+        Ok(self
+            .store
+            .rounds(population, 1)?
+            .into_iter()
+            .find(|r| r.phase.is_active()))
+    }
+
+    /// The plan for `device`'s population.
+    pub fn plan(&self, device: &DeviceRecord) -> Result<Plan> {
+        let c = self.config(&device.population)?;
+        let latest = self
+            .store
+            .latest_model(&device.population)?
+            .ok_or(Error::NotFound("model version"))?;
+        let round = match self.active_round(&device.population)? {
+            Some(r) => Some(RoundInfo {
+                member_id: self.store.member_of(r.id, &device.id)?,
+                id: r.id,
+                phase: r.phase.name(),
+                base_version: r.base_version,
+                deadline_ms: r.deadline,
+            }),
+            None => None,
+        };
+        let p = c.privacy();
+        Ok(Plan {
+            population: device.population.clone(),
+            model: ModelInfo {
+                items: c.model().items,
+                dim: c.model().dim,
+                parameters: c.model().parameters(),
+                latest_version: latest.version,
+            },
+            privacy: PrivacyInfo {
+                mechanism: p.mechanism,
+                clip_norm: p.clip_norm,
+                noise_multiplier: p.noise_multiplier,
+                bits: p.bits,
+                delta: p.delta,
+                epsilon_budget: p.epsilon_budget,
+                epsilon_spent: self.store.epsilon_spent(&device.population)?,
+            },
+            secagg: SecAggInfo {
+                cohort_min: c.secagg().cohort_min,
+                cohort_max: c.secagg().cohort_max,
+            },
+            eligibility: *c.eligibility(),
+            round,
+        })
+    }
+
+    /// A model version of the device's population (`None`: the newest).
+    pub fn model(&self, device: &DeviceRecord, version: Option<u64>) -> Result<ModelRecord> {
+        let version = match version {
+            Some(v) => v,
+            None => {
+                self.store
+                    .latest_model(&device.population)?
+                    .ok_or(Error::NotFound("model version"))?
+                    .version
+            }
+        };
+        let model = self
+            .store
+            .model(&device.population, version)?
+            .ok_or(Error::NotFound("model version"))?;
+        metrics::inc(&self.metrics.model_downloads);
+        Ok(model)
+    }
+
+    /// A round of the device's own population.
+    fn own_round(&self, device: &DeviceRecord, id: RoundId) -> Result<RoundRecord> {
+        match self.store.round(id)? {
+            Some(r) if r.population == device.population => Ok(r),
+            _ => Err(Error::NotFound("round")),
+        }
+    }
+
+    /// Checks `device` in to round `id`; returns its member id.
+    pub fn check_in(&self, device: &DeviceRecord, id: RoundId) -> Result<u32> {
+        let round = self.own_round(device, id)?;
+        let max =
+            u32::try_from(self.config(&device.population)?.secagg().cohort_max).unwrap_or(u32::MAX);
+        // Concurrent check-ins may race for a member id; the loser retries.
+        for _ in 0..8 {
+            match self
+                .store
+                .check_in(round.id, &device.id, max, self.clock.now_ms())
+            {
+                Ok(CheckIn::Admitted(member)) => {
+                    metrics::inc(&self.metrics.check_ins);
+                    return Ok(member);
+                }
+                Ok(CheckIn::Full) => {
+                    return Err(Error::Conflict {
+                        what: "round",
+                        expected: "a free seat (the cohort is full)".into(),
+                    });
+                }
+                Ok(CheckIn::Closed) => {
+                    return Err(Error::Gone("check-in for this round is closed"));
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict {
+            what: "check-in",
+            expected: "a free member id (retry)".into(),
+        })
+    }
+
+    /// The member's round and id; fails unless `device` checked in to `id`.
+    fn membership(&self, device: &DeviceRecord, id: RoundId) -> Result<(RoundRecord, u32)> {
+        let round = self.own_round(device, id)?;
+        let member = self
+            .store
+            .member_of(id, &device.id)?
+            .ok_or(Error::Forbidden("this device is not a member of the round"))?;
+        Ok((round, member))
+    }
+
+    /// The round's SecAgg+ session parameters, once the cohort is fixed.
+    pub fn session(&self, device: &DeviceRecord, id: RoundId) -> Result<Option<Vec<u8>>> {
+        let (round, _) = self.membership(device, id)?;
+        if round.phase == RoundPhase::Aborted {
+            return Err(Error::Gone("the round was aborted"));
+        }
+        Ok(round.session.map(|s| s.secagg))
+    }
+
+    /// The round's DP encoding plan (JSON), once the cohort is fixed.
+    pub fn dp_plan(&self, device: &DeviceRecord, id: RoundId) -> Result<Option<String>> {
+        let (round, _) = self.membership(device, id)?;
+        if round.phase == RoundPhase::Aborted {
+            return Err(Error::Gone("the round was aborted"));
+        }
+        Ok(round.session.map(|s| s.dp_plan))
+    }
+
+    fn session_params(&self, round: &RoundRecord) -> Result<Option<Arc<SessionParams>>> {
+        let Some(session) = &round.session else {
+            return Ok(None);
+        };
+        let mut cache = self
+            .sessions
+            .lock()
+            .map_err(|_| Error::Serve("session cache poisoned".into()))?;
+        if let Some(p) = cache.get(&round.id) {
+            return Ok(Some(Arc::clone(p)));
+        }
+        let params = Arc::new(SessionParams::decode(&session.secagg)?);
+        cache.insert(round.id, Arc::clone(&params));
+        Ok(Some(params))
+    }
+
+    /// Queues a member's message for `stage`, after checking that it decodes and is bound
+    /// to this round's session, this member and this stage.
+    pub fn submit(
+        &self,
+        device: &DeviceRecord,
+        id: RoundId,
+        stage: Stage,
+        payload: &[u8],
+    ) -> Result<SubmitOutcome> {
+        let (round, member) = self.membership(device, id)?;
+        match round.phase {
+            RoundPhase::Completed | RoundPhase::Aborted => {
+                return Err(Error::Gone("the round is over"));
+            }
+            RoundPhase::Stage(open) if open == stage => {}
+            other => {
+                return Err(Error::Conflict {
+                    what: "stage",
+                    expected: format!("the round to be in {}", other.name()),
+                });
+            }
+        }
+        let session = self.session_params(&round)?.ok_or(Error::Conflict {
+            what: "round",
+            expected: "a fixed cohort".into(),
+        })?;
+        let message = ClientMessage::decode(payload)
+            .map_err(|e| Error::BadRequest(format!("stage message does not decode: {e}")))?;
+        if message.session != session.session_id {
+            return Err(Error::BadRequest(
+                "stage message belongs to another session".into(),
+            ));
+        }
+        if message.sender != MemberId(member) {
+            return Err(Error::BadRequest(
+                "stage message names another sender".into(),
+            ));
+        }
+        if message.body.stage() != stage {
+            return Err(Error::BadRequest(format!(
+                "stage message answers {:?}, not {stage:?}",
+                message.body.stage()
+            )));
+        }
+        let outcome = self.store.submit(&Submission {
+            round_id: id,
+            stage,
+            member,
+            payload: payload.to_vec(),
+            digest: sha256(payload),
+            received_at: self.clock.now_ms(),
+        })?;
+        match outcome {
+            SubmitOutcome::Accepted => {
+                metrics::inc(&self.metrics.stage_messages);
+                metrics::add(&self.metrics.upload_bytes, payload.len() as u64);
+            }
+            SubmitOutcome::Replay { .. } => metrics::inc(&self.metrics.replays),
+        }
+        Ok(outcome)
+    }
+
+    /// The server's message opening `stage` for the device, once posted.
+    pub fn fetch(
+        &self,
+        device: &DeviceRecord,
+        id: RoundId,
+        stage: Stage,
+    ) -> Result<Option<Vec<u8>>> {
+        let (round, member) = self.membership(device, id)?;
+        let message = self.store.message(id, stage, member)?;
+        if message.is_none() && !round.phase.is_active() {
+            return Err(Error::Gone("the round is over"));
+        }
+        Ok(message)
+    }
+}
+
+/// Parses a stage name from a URL (`advertise_keys`, `share_keys`, `masked_input`,
+/// `consistency_check`, `unmask`).
+pub fn parse_stage(name: &str) -> Option<Stage> {
+    Stage::ALL
+        .into_iter()
+        .find(|s| RoundPhase::Stage(*s).name() == name)
+}

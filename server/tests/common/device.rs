@@ -1,0 +1,257 @@
+//! A device speaking the server's HTTP API for real: registration, plan, check-in, the
+//! SecAgg+ client and DP encoder from covey-protocol, stage messages over loopback.
+
+use std::time::{Duration, Instant};
+
+use covey_protocol::dp::{DpPlan, Encoder};
+use covey_protocol::secagg::{Client, MemberId, ServerMessage, SessionParams, Stage};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde_json::Value;
+
+/// Longest a device waits for the server to open a stage.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// An HTTP response: status, body, and headers of interest.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+    pub retry_after: Option<String>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {} body is not JSON ({e}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// A minimal HTTP client over ureq that never turns statuses into errors.
+#[derive(Debug, Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+    pub base: String,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build();
+        Http {
+            agent: ureq::Agent::new_with_config(config),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn finish(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut response = response.expect("HTTP transport error");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (etag, retry_after) = (header("etag"), header("retry-after"));
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_vec()
+            .unwrap_or_default();
+        Reply {
+            status,
+            body,
+            etag,
+            retry_after,
+        }
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Reply {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        Self::finish(req.call())
+    }
+
+    pub fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        Self::finish(req.send(body))
+    }
+}
+
+/// Where a simulated device stops taking part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Runs the whole protocol.
+    Complete,
+    /// Goes silent before sending its message for this stage.
+    DropBefore(Stage),
+}
+
+/// One registered device.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub http: Http,
+    pub population: String,
+    pub token: String,
+    pub device_id: String,
+}
+
+pub const OCTETS: &str = "application/octet-stream";
+
+impl Device {
+    pub fn register(http: &Http, population: &str) -> Self {
+        let reply = http.post(
+            &format!("/v1/populations/{population}/devices"),
+            None,
+            None,
+            b"",
+        );
+        assert_eq!(reply.status, 201, "{:?}", reply.json());
+        let json = reply.json();
+        Device {
+            http: http.clone(),
+            population: population.into(),
+            token: json["token"].as_str().expect("token").into(),
+            device_id: json["device_id"].as_str().expect("id").into(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.http.get(path, Some(&self.token), &[])
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> Reply {
+        self.http.post(path, Some(&self.token), Some(OCTETS), body)
+    }
+
+    pub fn plan(&self) -> Value {
+        let reply = self.get("/v1/plan");
+        assert_eq!(reply.status, 200, "{:?}", reply.json());
+        reply.json()
+    }
+
+    /// Waits for a round in check-in and joins it: `(round id, member id)`.
+    pub fn check_in(&self) -> (i64, u32) {
+        let start = Instant::now();
+        loop {
+            let plan = self.plan();
+            if plan["round"]["phase"] == "check_in" {
+                let id = plan["round"]["id"].as_i64().expect("round id");
+                let reply = self.post(&format!("/v1/rounds/{id}/check-in"), b"");
+                assert_eq!(reply.status, 200, "{:?}", reply.json());
+                return (
+                    id,
+                    reply.json()["member_id"].as_u64().expect("member") as u32,
+                );
+            }
+            assert!(start.elapsed() < PATIENCE, "no round opened: {plan}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Polls `path` until it returns 200 (204 means "not yet").
+    pub fn poll(&self, path: &str) -> Vec<u8> {
+        let start = Instant::now();
+        loop {
+            let reply = self.get(path);
+            match reply.status {
+                200 => return reply.body,
+                204 => {
+                    assert_eq!(reply.retry_after.as_deref(), Some("1"));
+                    assert!(start.elapsed() < PATIENCE, "{path} never became ready");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => panic!("{path}: status {other}: {:?}", reply.json()),
+            }
+        }
+    }
+
+    /// The round's session parameters and DP plan, once the cohort is fixed.
+    pub fn session(&self, round: i64) -> (SessionParams, DpPlan) {
+        let params = SessionParams::decode(&self.poll(&format!("/v1/rounds/{round}/session")))
+            .expect("session params decode");
+        let plan: DpPlan =
+            serde_json::from_slice(&self.poll(&format!("/v1/rounds/{round}/dp-plan")))
+                .expect("dp plan JSON");
+        (params, plan)
+    }
+
+    /// Takes part in `round` as `member`, uploading `delta`; returns the stages it sent.
+    pub fn participate(
+        &self,
+        round: i64,
+        member: u32,
+        delta: &[f32],
+        behaviour: Behaviour,
+        seed: u64,
+    ) -> Vec<Stage> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let (params, plan) = self.session(round);
+        let encoded = Encoder::new(&plan)
+            .expect("encoder")
+            .encode(delta, &mut rng)
+            .expect("encode");
+        let (mut client, first) =
+            Client::new(params, MemberId(member), &encoded.values, None, &mut rng).expect("client");
+        let mut sent = Vec::new();
+        let mut message = first;
+        loop {
+            let stage = message.body.stage();
+            if behaviour == Behaviour::DropBefore(stage) {
+                return sent;
+            }
+            let reply = self.post(
+                &format!("/v1/rounds/{round}/stages/{}", stage_name(stage)),
+                &message.encode(),
+            );
+            assert_eq!(reply.status, 202, "{stage:?}: {:?}", reply.json());
+            sent.push(stage);
+            if client.is_done() {
+                return sent;
+            }
+            let next = client.stage();
+            let bytes = self.poll(&format!("/v1/rounds/{round}/stages/{}", stage_name(next)));
+            let opening = ServerMessage::decode(&bytes).expect("server message decodes");
+            message = client
+                .handle(&opening)
+                .expect("client handles server message");
+        }
+    }
+}
+
+pub fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::AdvertiseKeys => "advertise_keys",
+        Stage::ShareKeys => "share_keys",
+        Stage::MaskedInput => "masked_input",
+        Stage::ConsistencyCheck => "consistency_check",
+        Stage::Unmask => "unmask",
+    }
+}

@@ -1,0 +1,94 @@
+//! Whole rounds over HTTP on loopback: devices run the real SecAgg+ client and DP encoder;
+//! the server's driver runs the SecAgg+ server, the DP decoder, the optimizer and the
+//! accountant, and publishes the next model version.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::device::{Behaviour, Device, Http};
+use common::{TestServer, http_config};
+use covey_protocol::secagg::Stage;
+use covey_server::model_blob;
+use covey_server::storage::RoundPhase;
+
+fn wait_for_version(device: &Device, version: u64) {
+    let start = Instant::now();
+    while device.plan()["model"]["latest_version"] != version {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "model v{version} never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn a_round_with_a_dropout_publishes_base_plus_mean_update_and_charges_the_ledger() {
+    let server = TestServer::start("round", http_config(), true);
+    let http = Http::new(&server.base);
+    let devices: Vec<Device> = (0..5).map(|_| Device::register(&http, "round")).collect();
+    let joined: Vec<(i64, u32)> = devices.iter().map(Device::check_in).collect();
+    let round = joined[0].0;
+    assert!(joined.iter().all(|(r, _)| *r == round));
+
+    // Member i uploads 0.02·(i+1) in every coordinate; the last one vanishes before its
+    // masked input, so the sum holds members 0..4 and their mean is 0.05.
+    let handles: Vec<_> = devices
+        .iter()
+        .zip(&joined)
+        .enumerate()
+        .map(|(i, (device, &(round, member)))| {
+            let device = device.clone();
+            let behaviour = if i == 4 {
+                Behaviour::DropBefore(Stage::MaskedInput)
+            } else {
+                Behaviour::Complete
+            };
+            let delta = vec![0.02 * (i as f32 + 1.0); 80];
+            std::thread::spawn(move || {
+                device.participate(round, member, &delta, behaviour, i as u64)
+            })
+        })
+        .collect();
+    let sent: Vec<Vec<Stage>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(sent[4], [Stage::AdvertiseKeys, Stage::ShareKeys]);
+    assert_eq!(sent[0].last(), Some(&Stage::Unmask));
+
+    wait_for_version(&devices[0], 1);
+    let v0 = model_blob::decode(&devices[0].get("/v1/models/0").body).unwrap();
+    let v1 = model_blob::decode(&devices[0].get("/v1/models/1").body).unwrap();
+    let worst = v0
+        .iter()
+        .zip(&v1)
+        .map(|(a, b)| (b - a - 0.05).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 0.01, "update off by {worst}");
+
+    let store = server.service().store();
+    let record = store.round(round).unwrap().unwrap();
+    assert_eq!(record.phase, RoundPhase::Completed);
+    let member_of_dropout = joined[4].1;
+    assert_eq!(record.survivors.len(), 4);
+    assert!(!record.survivors.contains(&member_of_dropout));
+    let ledger = store.ledger("round").unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!((ledger[0].survivors, ledger[0].round_id), (4, round));
+    assert!(ledger[0].epsilon_total > 0.0 && ledger[0].epsilon_total.is_finite());
+    assert!(ledger[0].event.contains("skellam"), "{}", ledger[0].event);
+    assert_eq!(
+        store.epsilon_spent("round").unwrap(),
+        ledger[0].epsilon_total
+    );
+
+    // The next round opens on the new version.
+    let start = Instant::now();
+    loop {
+        let plan = devices[0].plan();
+        if plan["round"]["base_version"] == 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{plan}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
