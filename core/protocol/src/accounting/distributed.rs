@@ -90,27 +90,21 @@ pub fn ddgauss_rdp(
 /// `q` (Zhu & Wang 2019, Theorem 5, the general upper bound for integer orders), never worse
 /// than the unamplified value.
 pub fn poisson_amplified_rdp(order: f64, q: f64, eps: impl Fn(f64) -> f64) -> f64 {
-    let unamplified = eps(order);
-    if q >= 1.0 {
-        return unamplified;
-    }
-    if q <= 0.0 {
-        return 0.0;
-    }
-    let alpha = order.ceil().max(2.0);
-    let (lq, l1mq) = (q.ln(), (-q).ln_1p());
-    let mut log_sum = (alpha - 1.0) * l1mq + (alpha * q - q + 1.0).ln();
-    log_sum = log_add(
-        log_sum,
-        eps(2.0) + log_comb(alpha, 2.0) + 2.0 * lq + (alpha - 2.0) * l1mq,
-    );
-    let mut l = 3.0;
-    while l <= alpha {
-        let term = (l - 1.0) * eps(l) + log_comb(alpha, l) + (alpha - l) * l1mq + l * lq;
-        log_sum = log_add(log_sum, 3.0_f64.ln() + term);
-        l += 1.0;
-    }
-    (log_sum / (alpha - 1.0)).min(unamplified)
+    amplified(order, q, &eps, |alpha| {
+        let (lq, l1mq) = (q.ln(), (-q).ln_1p());
+        let mut log_sum = (alpha - 1.0) * l1mq + (alpha * q - q + 1.0).ln();
+        log_sum = log_add(
+            log_sum,
+            eps(2.0) + log_comb(alpha, 2.0) + 2.0 * lq + (alpha - 2.0) * l1mq,
+        );
+        let mut l = 3.0;
+        while l <= alpha {
+            let term = (l - 1.0) * eps(l) + log_comb(alpha, l) + (alpha - l) * l1mq + l * lq;
+            log_sum = log_add(log_sum, 3.0_f64.ln() + term);
+            l += 1.0;
+        }
+        log_sum
+    })
 }
 
 /// RDP at order α of a mechanism with RDP curve `eps` (under replace-one neighbours) run on
@@ -118,6 +112,30 @@ pub fn poisson_amplified_rdp(order: f64, q: f64, eps: impl Fn(f64) -> f64) -> f6
 /// (Wang, Balle, Kasiviswanathan 2019, Theorem 9, with an unbounded ε(∞) as for any
 /// mechanism with unbounded noise), never worse than the unamplified value.
 pub fn without_replacement_amplified_rdp(order: f64, q: f64, eps: impl Fn(f64) -> f64) -> f64 {
+    amplified(order, q, &eps, |alpha| {
+        let lq = q.ln();
+        let e2 = eps(2.0);
+        let second = (4.0_f64.ln() + e2.exp_m1().ln()).min(e2 + std::f64::consts::LN_2);
+        let mut log_sum = log_add(0.0, 2.0 * lq + log_comb(alpha, 2.0) + second);
+        let mut j = 3.0;
+        while j <= alpha {
+            let term = std::f64::consts::LN_2 + (j - 1.0) * eps(j) + j * lq + log_comb(alpha, j);
+            log_sum = log_add(log_sum, term);
+            j += 1.0;
+        }
+        log_sum
+    })
+}
+
+/// The common frame of both amplification bounds: no sampling means no amplification, an
+/// empty sample means no loss; otherwise `log_moment(α)` (the log of the bound's sum at the
+/// integer order ⌈α⌉) over `α - 1`, capped by the unamplified RDP.
+fn amplified(
+    order: f64,
+    q: f64,
+    eps: &impl Fn(f64) -> f64,
+    log_moment: impl FnOnce(f64) -> f64,
+) -> f64 {
     let unamplified = eps(order);
     if q >= 1.0 {
         return unamplified;
@@ -126,17 +144,7 @@ pub fn without_replacement_amplified_rdp(order: f64, q: f64, eps: impl Fn(f64) -
         return 0.0;
     }
     let alpha = order.ceil().max(2.0);
-    let lq = q.ln();
-    let e2 = eps(2.0);
-    let second = (4.0_f64.ln() + e2.exp_m1().ln()).min(e2 + std::f64::consts::LN_2);
-    let mut log_sum = log_add(0.0, 2.0 * lq + log_comb(alpha, 2.0) + second);
-    let mut j = 3.0;
-    while j <= alpha {
-        let term = std::f64::consts::LN_2 + (j - 1.0) * eps(j) + j * lq + log_comb(alpha, j);
-        log_sum = log_add(log_sum, term);
-        j += 1.0;
-    }
-    (log_sum / (alpha - 1.0)).min(unamplified)
+    (log_moment(alpha) / (alpha - 1.0)).min(unamplified)
 }
 
 #[cfg(test)]

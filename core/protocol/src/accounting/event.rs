@@ -132,17 +132,8 @@ impl Mechanism {
                 local_mu,
                 survivors,
             } => {
-                check_positive("l1_sensitivity", l1_sensitivity)?;
-                check_positive("l2_sensitivity", l2_sensitivity)?;
                 check_positive("local_mu", local_mu)?;
-                check_range(
-                    "survivors",
-                    survivors as f64,
-                    1.0,
-                    f64::MAX,
-                    "at least one member",
-                )
-                .map(drop)
+                check_shares(l1_sensitivity, l2_sensitivity, survivors)
             }
             Mechanism::DistributedDiscreteGaussian {
                 l1_sensitivity,
@@ -151,27 +142,23 @@ impl Mechanism {
                 survivors,
                 dimension,
             } => {
-                check_positive("l1_sensitivity", l1_sensitivity)?;
-                check_positive("l2_sensitivity", l2_sensitivity)?;
                 check_positive("local_stddev", local_stddev)?;
-                check_range(
-                    "survivors",
-                    survivors as f64,
-                    1.0,
-                    f64::MAX,
-                    "at least one member",
-                )?;
-                check_range(
-                    "dimension",
-                    dimension as f64,
-                    1.0,
-                    f64::MAX,
-                    "at least one coordinate",
-                )
-                .map(drop)
+                check_at_least_one("dimension", dimension)?;
+                check_shares(l1_sensitivity, l2_sensitivity, survivors)
             }
         }
     }
+}
+
+/// The parameters every distributed mechanism shares: sensitivities and survivors.
+fn check_shares(l1_sensitivity: f64, l2_sensitivity: f64, survivors: u64) -> Result<()> {
+    check_positive("l1_sensitivity", l1_sensitivity)?;
+    check_positive("l2_sensitivity", l2_sensitivity)?;
+    check_at_least_one("survivors", survivors)
+}
+
+fn check_at_least_one(name: &'static str, value: u64) -> Result<()> {
+    check_range(name, value as f64, 1.0, f64::MAX, "at least one").map(drop)
 }
 
 /// `count` identical releases: one mechanism on one sampling scheme, repeated.
@@ -209,13 +196,6 @@ impl PrivacyEvent {
     pub fn validate(&self) -> Result<()> {
         self.mechanism.validate()?;
         self.sampling.validate()?;
-        check_range(
-            "count",
-            self.count as f64,
-            1.0,
-            f64::MAX,
-            "at least one release",
-        )
-        .map(drop)
+        check_at_least_one("count", self.count)
     }
 }
