@@ -202,7 +202,7 @@ fn calibration_sizes_skellam_noise_for_a_target() {
 }
 
 #[test]
-fn events_persist_as_versionless_tagged_json() {
+fn events_and_accountant_state_persist_as_json() {
     let event = PrivacyEvent {
         mechanism: Mechanism::Skellam {
             l1_sensitivity: 10.0,
@@ -223,10 +223,35 @@ fn events_persist_as_versionless_tagged_json() {
     );
     let back: PrivacyEvent = serde_json::from_str(&text).unwrap();
     assert_eq!(back, event);
-    let rdp = RdpAccountant::new();
+
+    // A ledger's running RDP survives a restart, including an infinite (noise-free) charge.
+    let mut ledger = RdpAccountant::new();
+    ledger.compose(&event).unwrap();
+    let text = serde_json::to_string(&ledger).unwrap();
+    assert!(text.starts_with(r#"{"version":1,"#), "{text}");
+    let restored: RdpAccountant = serde_json::from_str(&text).unwrap();
+    // serde_json without `float_roundtrip` may move the last bit of a float.
+    assert_eq!(restored.orders(), ledger.orders());
+    for (a, b) in restored.rdp().iter().zip(ledger.rdp()) {
+        assert!((a - b).abs() <= 4.0 * f64::EPSILON * b, "{a} vs {b}");
+    }
+    ledger
+        .compose(&PrivacyEvent::subsampled_gaussian(0.0, 1.0, 1))
+        .unwrap();
     let restored: RdpAccountant =
-        serde_json::from_str(&serde_json::to_string(&rdp).unwrap()).unwrap();
-    assert_eq!(restored, rdp);
+        serde_json::from_str(&serde_json::to_string(&ledger).unwrap()).unwrap();
+    assert!(restored.epsilon(1e-6).unwrap().is_infinite());
+
+    // Tampered or foreign state is refused, not half-loaded.
+    for bad in [
+        r#"{"version":2,"orders":[2.0],"rdp":[0.1]}"#,
+        r#"{"version":1,"orders":[2.0,3.0],"rdp":[0.1]}"#,
+        r#"{"version":1,"orders":[0.5],"rdp":[0.1]}"#,
+        r#"{"version":1,"orders":[2.0],"rdp":[-0.1]}"#,
+        r#"{"version":1,"orders":[],"rdp":[]}"#,
+    ] {
+        assert!(serde_json::from_str::<RdpAccountant>(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]

@@ -94,10 +94,72 @@ fn check_epsilon(epsilon: f64) -> Result<f64> {
 
 /// The Rényi DP accountant: sums per-order RDP over events and converts with the improved
 /// RDP→(ε, δ) bound. Supports every [`Mechanism`] and every [`Sampling`].
+///
+/// Its state persists with serde as `{"version": 1, "orders": [...], "rdp": [...]}`; loading
+/// checks the version, that both lists have the same length (at most
+/// [`MAX_PERSISTED_ORDERS`]), that orders are ≥ 1 and that RDP values are ≥ 0 (or `+inf`,
+/// written as `null`). JSON encoders that do not round-trip floats exactly (serde_json
+/// without its `float_roundtrip` feature) may move the last bit of a value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RdpState", into = "RdpState")]
 pub struct RdpAccountant {
     orders: Vec<f64>,
     rdp: Vec<f64>,
+}
+
+/// Version of the persisted [`RdpAccountant`] state.
+const RDP_STATE_VERSION: u8 = 1;
+/// Longest order list a persisted [`RdpAccountant`] may carry.
+pub const MAX_PERSISTED_ORDERS: usize = 4096;
+
+/// The persisted form of an [`RdpAccountant`]: JSON has no infinity, so `+inf` RDP (a
+/// release without noise) travels as `null`.
+#[derive(Serialize, Deserialize)]
+struct RdpState {
+    version: u8,
+    orders: Vec<f64>,
+    rdp: Vec<Option<f64>>,
+}
+
+impl From<RdpAccountant> for RdpState {
+    fn from(a: RdpAccountant) -> Self {
+        let rdp = a.rdp.iter().map(|&r| r.is_finite().then_some(r)).collect();
+        RdpState {
+            version: RDP_STATE_VERSION,
+            orders: a.orders,
+            rdp,
+        }
+    }
+}
+
+impl TryFrom<RdpState> for RdpAccountant {
+    type Error = Error;
+    fn try_from(state: RdpState) -> Result<Self> {
+        if state.version != RDP_STATE_VERSION {
+            let expected = "the persisted RDP accountant version this build reads (1)";
+            return Err(Error::InvalidParameter {
+                name: "version",
+                value: f64::from(state.version),
+                expected,
+            });
+        }
+        if state.orders.len() != state.rdp.len() || state.orders.len() > MAX_PERSISTED_ORDERS {
+            let expected = "as many RDP values as orders, at most MAX_PERSISTED_ORDERS";
+            return Err(Error::InvalidParameter {
+                name: "rdp",
+                value: state.rdp.len() as f64,
+                expected,
+            });
+        }
+        let mut accountant = RdpAccountant::with_orders(state.orders)?;
+        for (total, r) in accountant.rdp.iter_mut().zip(state.rdp) {
+            *total = match r {
+                None => f64::INFINITY,
+                Some(r) => check_range("rdp", r, 0.0, f64::MAX, "a finite RDP value >= 0")?,
+            };
+        }
+        Ok(accountant)
+    }
 }
 
 impl Default for RdpAccountant {

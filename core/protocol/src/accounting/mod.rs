@@ -31,8 +31,8 @@ mod rdp;
 mod special;
 
 pub use accountant::{
-    Accountant, AccountantKind, DEFAULT_DISCRETIZATION, DEFAULT_MAX_POINTS, PldAccountant,
-    RdpAccountant, epsilon_for_events,
+    Accountant, AccountantKind, DEFAULT_DISCRETIZATION, DEFAULT_MAX_POINTS, MAX_PERSISTED_ORDERS,
+    PldAccountant, RdpAccountant, epsilon_for_events,
 };
 pub use calibrate::{calibrate, calibrate_noise_multiplier};
 pub use distributed::{
