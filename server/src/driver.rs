@@ -30,7 +30,7 @@ use crate::optimizer::{self, OptimizerState};
 use crate::service::{Service, with_rng};
 use crate::storage::{
     LedgerEntry, ModelRecord, NewRound, RoundCompletion, RoundId, RoundPhase, RoundRecord,
-    SessionRecord,
+    SessionRecord, Transition,
 };
 use crate::token::sha256;
 
@@ -58,17 +58,26 @@ pub struct Driver {
     live: HashMap<RoundId, Live>,
     /// Populations found out of budget (cleared when this process restarts).
     exhausted: HashSet<String>,
+    /// Populations this driver may drive (`None`: all).
+    only: Option<Vec<String>>,
 }
 
 impl Driver {
-    /// A driver identified as `owner` in leases (unique per process).
-    pub fn new(service: Arc<Service>, owner: String, tick: Duration) -> Self {
+    /// A driver identified as `owner` in leases (unique per process), driving the rounds
+    /// of the populations in `only` (all when `None`).
+    pub fn new(
+        service: Arc<Service>,
+        owner: String,
+        tick: Duration,
+        only: Option<Vec<String>>,
+    ) -> Self {
         Driver {
             service,
             owner,
             tick,
             live: HashMap::new(),
             exhausted: HashSet::new(),
+            only,
         }
     }
 
@@ -90,6 +99,13 @@ impl Driver {
     pub fn tick(&mut self) -> Result<()> {
         let populations = self.service.store().populations()?;
         for p in populations {
+            if self
+                .only
+                .as_ref()
+                .is_some_and(|only| !only.contains(&p.name))
+            {
+                continue;
+            }
             let key = format!("rounds:{}", p.name);
             let now = self.service.clock().now_ms();
             if !self
@@ -221,7 +237,15 @@ impl Driver {
         if members.len() < config.secagg().cohort_min {
             // Too few devices so far: keep the window open rather than churn rounds.
             let deadline = now + config.deadlines().check_in_ms();
-            return store.advance_round(round.id, round.phase, round.phase, deadline, None, now);
+            return store.advance_round(&Transition {
+                id: round.id,
+                from: round.phase,
+                to: round.phase,
+                deadline,
+                session: None,
+                messages: &[],
+                now,
+            });
         }
         let roster: Vec<MemberId> = members.iter().map(|(_, m)| MemberId(*m)).collect();
         let started = self.start_session(config, &roster);
@@ -231,7 +255,15 @@ impl Driver {
         };
         let to = RoundPhase::Stage(Stage::AdvertiseKeys);
         let deadline = now + config.deadlines().stage_ms(Stage::AdvertiseKeys);
-        store.advance_round(round.id, round.phase, to, deadline, Some(&record), now)?;
+        store.advance_round(&Transition {
+            id: round.id,
+            from: round.phase,
+            to,
+            deadline,
+            session: Some(&record),
+            messages: &[],
+            now,
+        })?;
         let population = config.name().to_owned();
         self.live.insert(
             round.id,
@@ -303,16 +335,16 @@ impl Driver {
                     .iter()
                     .map(|m| (m.recipient.0, m.encode()))
                     .collect();
-                store.post_messages(round.id, next, &encoded)?;
                 let deadline = now + config.deadlines().stage_ms(next);
-                store.advance_round(
-                    round.id,
-                    round.phase,
-                    RoundPhase::Stage(next),
+                store.advance_round(&Transition {
+                    id: round.id,
+                    from: round.phase,
+                    to: RoundPhase::Stage(next),
                     deadline,
-                    None,
+                    session: None,
+                    messages: &encoded,
                     now,
-                )?;
+                })?;
                 tracing::info!(round = round.id, stage = ?next, members = encoded.len(), "stage opened");
                 Ok(())
             }

@@ -70,6 +70,9 @@ enum Command {
         /// Round driver tick in milliseconds (0: serve the API only, drive no rounds).
         #[arg(long, default_value_t = 200)]
         tick_ms: u64,
+        /// Drive only this population's rounds (repeatable; default: every population).
+        #[arg(long = "drive")]
+        drive: Vec<String>,
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
@@ -150,6 +153,7 @@ fn run(cli: Cli) -> covey_server::Result<()> {
             rate_burst,
             rate_per_second,
             tick_ms,
+            drive,
             log_json,
         } => {
             init_logging(log_json);
@@ -169,6 +173,7 @@ fn run(cli: Cli) -> covey_server::Result<()> {
                     tls,
                 },
                 tick: (tick_ms > 0).then(|| Duration::from_millis(tick_ms)),
+                drive: (!drive.is_empty()).then_some(drive),
             };
             let runtime = tokio::runtime::Runtime::new()
                 .map_err(|e| covey_server::Error::Serve(e.to_string()))?;
@@ -279,6 +284,7 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -81,6 +81,8 @@ pub struct ServeOptions {
     pub http: HttpConfig,
     /// Round driver tick; `None` serves the API without driving rounds.
     pub tick: Option<Duration>,
+    /// Populations whose rounds this process may drive (`None`: all of them).
+    pub drive: Option<Vec<String>>,
 }
 
 /// A running server: its address, and the means to stop it.
@@ -153,7 +155,7 @@ pub fn start(
     let driver = match options.tick {
         Some(tick) => {
             let owner = with_rng(service.rng(), |rng| random_id(rng))?;
-            let driver = Driver::new(Arc::clone(&service), owner, tick);
+            let driver = Driver::new(Arc::clone(&service), owner, tick, options.drive.clone());
             let stop = Arc::clone(&stop);
             Some(
                 std::thread::Builder::new()

@@ -10,7 +10,7 @@ use covey_protocol::secagg::Stage;
 use covey_server::Error;
 use covey_server::storage::{
     CheckIn, DeviceRecord, LedgerEntry, ModelRecord, NewRound, PopulationRecord, RoundCompletion,
-    RoundPhase, SessionRecord, Storage, Submission, SubmitOutcome, TokenHash,
+    RoundPhase, SessionRecord, Storage, Submission, SubmitOutcome, TokenHash, Transition,
 };
 use covey_server::token::sha256;
 
@@ -21,7 +21,7 @@ fn population(store: &dyn Storage) -> String {
     store
         .create_population(&PopulationRecord {
             name: name.clone(),
-            config_toml: "[population]\nname = \"x\"\n".into(),
+            config_toml: common::small_config(&name),
             catalog: vec!["sku-1".into(), "sku-2".into()],
             created_at: 1_000,
         })
@@ -64,6 +64,25 @@ fn charge(pop: &str, seq: u64, round_id: i64, eps_round: f64, eps_total: f64) ->
         epsilon_total: eps_total,
         delta: 1e-6,
         created_at: 9_000,
+    }
+}
+
+fn step<'a>(
+    id: i64,
+    from: RoundPhase,
+    to: RoundPhase,
+    deadline: i64,
+    session: Option<&'a SessionRecord>,
+    messages: &'a [(u32, Vec<u8>)],
+) -> Transition<'a> {
+    Transition {
+        id,
+        from,
+        to,
+        deadline,
+        session,
+        messages,
+        now: deadline - 1_000,
     }
 }
 
@@ -174,21 +193,21 @@ fn one_active_round_per_population_and_check_in_up_to_the_cap() {
             dp_plan: "{\"plan\":1}".into(),
         };
         store
-            .advance_round(
+            .advance_round(&step(
                 id,
                 RoundPhase::CheckIn,
                 stage1,
                 7_000,
                 Some(&session),
-                5_300,
-            )
+                &[],
+            ))
             .unwrap();
         assert_eq!(
             store.check_in(id, &devices[3].id, 9, 5_400).unwrap(),
             CheckIn::Closed
         );
         // A second process holding a stale view cannot apply the same transition again.
-        let stale = store.advance_round(id, RoundPhase::CheckIn, stage1, 7_000, None, 5_300);
+        let stale = store.advance_round(&step(id, RoundPhase::CheckIn, stage1, 7_000, None, &[]));
         assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
         let r = store.round(id).unwrap().unwrap();
         assert_eq!((r.phase, r.deadline), (stage1, 7_000));
@@ -252,13 +271,26 @@ fn stage_messages_are_accepted_once_and_replays_rejected() {
         assert_eq!(store.submission_count(id, Stage::AdvertiseKeys).unwrap(), 2);
         assert_eq!(store.submission_count(id, Stage::ShareKeys).unwrap(), 0);
 
+        // A stage's messages appear together with the transition that opens it.
+        let opening = [(0, b"dir-0".to_vec()), (1, b"dir-1".to_vec())];
+        let share_keys = RoundPhase::Stage(Stage::ShareKeys);
         store
-            .post_messages(
+            .advance_round(&step(
                 id,
-                Stage::ShareKeys,
-                &[(0, b"dir-0".to_vec()), (1, b"dir-1".to_vec())],
-            )
+                RoundPhase::CheckIn,
+                share_keys,
+                9_000,
+                None,
+                &opening,
+            ))
             .unwrap();
+        let again = store.advance_round(&step(id, share_keys, share_keys, 9_500, None, &opening));
+        assert!(matches!(again, Err(Error::AlreadyExists(_))), "{again:?}");
+        assert_eq!(
+            store.round(id).unwrap().unwrap().deadline,
+            9_000,
+            "rolled back"
+        );
         assert_eq!(
             store.message(id, Stage::ShareKeys, 1).unwrap().as_deref(),
             Some(&b"dir-1"[..])
@@ -275,7 +307,7 @@ fn completion_is_atomic_and_the_ledger_is_exact() {
         let unmask = RoundPhase::Stage(Stage::Unmask);
         let id = open(store, &pop, 0);
         store
-            .advance_round(id, RoundPhase::CheckIn, unmask, 8_000, None, 5_000)
+            .advance_round(&step(id, RoundPhase::CheckIn, unmask, 8_000, None, &[]))
             .unwrap();
         let completion = |seq: u64| RoundCompletion {
             round_id: id,
@@ -317,7 +349,7 @@ fn completion_is_atomic_and_the_ledger_is_exact() {
         );
         let id3 = open(store, &pop, 1);
         store
-            .advance_round(id3, RoundPhase::CheckIn, unmask, 9_900, None, 9_600)
+            .advance_round(&step(id3, RoundPhase::CheckIn, unmask, 9_900, None, &[]))
             .unwrap();
         store
             .complete_round(&RoundCompletion {

@@ -205,6 +205,27 @@ pub struct SessionRecord {
     pub dp_plan: String,
 }
 
+/// A move of an active round to another active phase, applied atomically with the
+/// session (when the cohort is fixed) and the server's messages opening the new stage, so a
+/// device never sees a stage's messages before the round is in that stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition<'a> {
+    /// The round.
+    pub id: RoundId,
+    /// The phase the caller saw.
+    pub from: RoundPhase,
+    /// The new (active) phase.
+    pub to: RoundPhase,
+    /// Deadline of the new phase.
+    pub deadline: Millis,
+    /// Session to store, when the cohort is being fixed.
+    pub session: Option<&'a SessionRecord>,
+    /// Server messages opening `to`'s stage, one per member as `(member, payload)`.
+    pub messages: &'a [(u32, Vec<u8>)],
+    /// Time of the change.
+    pub now: Millis,
+}
+
 /// The outcome of a device's check-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckIn {
@@ -333,17 +354,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn rounds(&self, population: &str, limit: u32) -> Result<Vec<RoundRecord>>;
     /// Every active round of every population (for recovery after a restart).
     fn active_rounds(&self) -> Result<Vec<RoundRecord>>;
-    /// Moves a round from `from` to the active phase `to` with a new deadline, and stores
-    /// the session when given. [`Error::Conflict`] if it is not in `from`.
-    fn advance_round(
-        &self,
-        id: RoundId,
-        from: RoundPhase,
-        to: RoundPhase,
-        deadline: Millis,
-        session: Option<&SessionRecord>,
-        now: Millis,
-    ) -> Result<()>;
+    /// Applies a [`Transition`] in one transaction. [`Error::Conflict`] if the round is
+    /// not in `from` (another process or an earlier run already moved it).
+    fn advance_round(&self, transition: &Transition<'_>) -> Result<()>;
     /// Admits a device to a round in check-in, up to `cohort_max` members.
     fn check_in(&self, id: RoundId, device: &str, cohort_max: u32, now: Millis) -> Result<CheckIn>;
     /// A round's members as `(device id, member id)`, by member id.
@@ -370,8 +383,6 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn take_submissions(&self, id: RoundId, stage: Stage) -> Result<Vec<(u32, Vec<u8>)>>;
     /// Number of members who sent a message for a stage (taken or not).
     fn submission_count(&self, id: RoundId, stage: Stage) -> Result<u64>;
-    /// Stores the server's messages opening `stage`, one per member.
-    fn post_messages(&self, id: RoundId, stage: Stage, messages: &[(u32, Vec<u8>)]) -> Result<()>;
     /// The server's message opening `stage` for `member`.
     fn message(&self, id: RoundId, stage: Stage, member: u32) -> Result<Option<Vec<u8>>>;
 

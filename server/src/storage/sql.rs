@@ -10,7 +10,7 @@ use covey_protocol::secagg::Stage;
 use super::{
     CheckIn, DeviceRecord, Lease, LedgerEntry, ModelMeta, ModelRecord, NewRound, PopulationRecord,
     RoundCompletion, RoundId, RoundPhase, RoundRecord, SCHEMA_VERSION, SessionRecord, Storage,
-    Submission, SubmitOutcome, TokenHash,
+    Submission, SubmitOutcome, TokenHash, Transition,
 };
 use crate::clock::Millis;
 use crate::error::{Error, Result};
@@ -493,42 +493,57 @@ impl<D: Database> Storage for SqlStorage<D> {
         )
     }
 
-    fn advance_round(
-        &self,
-        id: RoundId,
-        from: RoundPhase,
-        to: RoundPhase,
-        deadline: Millis,
-        session: Option<&SessionRecord>,
-        now: Millis,
-    ) -> Result<()> {
-        if !to.is_active() {
-            return Err(Error::Storage(format!(
-                "advance_round cannot end a round (to {})",
-                to.name()
-            )));
+    fn advance_round(&self, t: &Transition<'_>) -> Result<()> {
+        let opened = match t.to {
+            RoundPhase::Stage(s) => Some(s),
+            RoundPhase::CheckIn => None,
+            RoundPhase::Completed | RoundPhase::Aborted => {
+                return Err(Error::Storage(format!(
+                    "advance_round cannot end a round (to {})",
+                    t.to.name()
+                )));
+            }
+        };
+        if opened.is_none() && !t.messages.is_empty() {
+            return Err(Error::Storage("messages need a stage to open".into()));
         }
-        let (from_state, from_stage) = from.to_columns();
-        let (to_state, to_stage) = to.to_columns();
-        let changed = self.tx(|tx| {
-            tx.execute(
+        let (from_state, from_stage) = t.from.to_columns();
+        let (to_state, to_stage) = t.to.to_columns();
+        self.tx(|tx| {
+            let changed = tx.execute(
                 "UPDATE rounds SET state = $1, stage = $2, deadline = $3, \
                  session = COALESCE($4, session), dp_plan = COALESCE($5, dp_plan), \
                  updated_at = $6 WHERE id = $7 AND state = $8 AND stage = $9",
                 &[
                     text(to_state),
                     int(to_stage),
-                    int(deadline),
-                    Value::Blob(session.map(|s| s.secagg.clone())),
-                    Value::Text(session.map(|s| s.dp_plan.clone())),
-                    int(now),
-                    int(id),
+                    int(t.deadline),
+                    Value::Blob(t.session.map(|s| s.secagg.clone())),
+                    Value::Text(t.session.map(|s| s.dp_plan.clone())),
+                    int(t.now),
+                    int(t.id),
                     text(from_state),
                     int(from_stage),
                 ],
-            )
-        })?;
-        expect_one(changed, "round", from.name())
+            )?;
+            expect_one(changed, "round", t.from.name())?;
+            for (member, payload) in t.messages {
+                let changed = tx.execute(
+                    "INSERT INTO outbox (round_id, stage, member, payload) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[
+                        int(t.id),
+                        int(to_stage),
+                        int(i64::from(*member)),
+                        blob(payload),
+                    ],
+                )?;
+                if changed == 0 {
+                    return Err(Error::AlreadyExists("stage message"));
+                }
+            }
+            Ok(())
+        })
     }
 
     fn check_in(&self, id: RoundId, device: &str, cohort_max: u32, now: Millis) -> Result<CheckIn> {
@@ -768,22 +783,6 @@ impl<D: Database> Storage for SqlStorage<D> {
             |row| row.uint(0),
         )
         .map(Option::unwrap_or_default)
-    }
-
-    fn post_messages(&self, id: RoundId, s: Stage, messages: &[(u32, Vec<u8>)]) -> Result<()> {
-        self.tx(|tx| {
-            for (member, payload) in messages {
-                let changed = tx.execute(
-                    "INSERT INTO outbox (round_id, stage, member, payload) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[int(id), stage(s), int(i64::from(*member)), blob(payload)],
-                )?;
-                if changed == 0 {
-                    return Err(Error::AlreadyExists("stage message"));
-                }
-            }
-            Ok(())
-        })
     }
 
     fn message(&self, id: RoundId, s: Stage, member: u32) -> Result<Option<Vec<u8>>> {

@@ -188,6 +188,7 @@ impl Device {
                     assert!(start.elapsed() < PATIENCE, "{path} never became ready");
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                429 => std::thread::sleep(Duration::from_secs(1)),
                 other => panic!("{path}: status {other}: {:?}", reply.json()),
             }
         }

@@ -144,6 +144,7 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().expect("addr"),
             http,
             tick: drive.then_some(Duration::from_millis(20)),
+            drive: None,
         };
         let running = runtime
             .block_on(async {
