@@ -148,7 +148,8 @@ impl Driver {
             .ok_or(Error::NotFound("model version"))?;
         // The cheapest round a plan allows (fewest survivors, least noise) must fit.
         let plan = self.plan_for(config, config.secagg().cohort_min)?;
-        let projected = projected_epsilon(self, config, &plan, plan.min_survivors)?;
+        let ledger = store.ledger(config.name())?;
+        let projected = epsilon_after(config, &ledger, &plan, plan.min_survivors)?;
         if projected > config.privacy().epsilon_budget {
             tracing::warn!(
                 population = config.name(),
@@ -199,27 +200,11 @@ impl Driver {
         Ok(())
     }
 
-    /// A DP plan for a cohort of `cohort` under the population's settings.
+    /// A DP plan for a cohort of `cohort` with a fresh rotation seed.
     fn plan_for(&self, config: &PopulationConfig, cohort: usize) -> Result<DpPlan> {
-        let p = config.privacy();
         let mut seed = [0u8; 32];
         with_rng(self.service.rng(), |rng| rng.fill_bytes(&mut seed))?;
-        let dimension =
-            u32::try_from(config.model().parameters()).map_err(|_| Error::Dimension {
-                expected: dp::MAX_DIMENSION as usize,
-                got: config.model().parameters(),
-            })?;
-        let mut request = PlanRequest::new(
-            u32::try_from(cohort).unwrap_or(u32::MAX),
-            dimension,
-            p.clip_norm,
-            p.noise_multiplier,
-            seed,
-        );
-        request.noise = p.mechanism.noise_kind();
-        request.max_dropout = config.secagg().dropout_tolerance;
-        request.bits = Some(p.bits);
-        dp::choose_plan(&request).map_err(|e| Error::BadRequest(format!("DP plan: {e}")))
+        plan_for(config, cohort, seed)
     }
 
     fn drive_check_in(
@@ -383,7 +368,7 @@ impl Driver {
         let event = plan.privacy_event(survivors, Sampling::Full);
         let ledger = store.ledger(config.name())?;
         let before = ledger.last().map_or(0.0, |e| e.epsilon_total);
-        let total = projected_epsilon(self, config, plan, survivors)?;
+        let total = epsilon_after(config, &ledger, plan, survivors)?;
         if total > config.privacy().epsilon_budget {
             self.exhausted.insert(config.name().to_owned());
             return Err(Error::BudgetExhausted {
@@ -432,6 +417,30 @@ impl Driver {
     }
 }
 
+/// The DP plan of a round of `cohort` members under the population's settings.
+pub fn plan_for(
+    config: &PopulationConfig,
+    cohort: usize,
+    rotation_seed: [u8; 32],
+) -> Result<DpPlan> {
+    let p = config.privacy();
+    let dimension = u32::try_from(config.model().parameters()).map_err(|_| Error::Dimension {
+        expected: dp::MAX_DIMENSION as usize,
+        got: config.model().parameters(),
+    })?;
+    let mut request = PlanRequest::new(
+        u32::try_from(cohort).unwrap_or(u32::MAX),
+        dimension,
+        p.clip_norm,
+        p.noise_multiplier,
+        rotation_seed,
+    );
+    request.noise = p.mechanism.noise_kind();
+    request.max_dropout = config.secagg().dropout_tolerance;
+    request.bits = Some(p.bits);
+    dp::choose_plan(&request).map_err(|e| Error::BadRequest(format!("DP plan: {e}")))
+}
+
 fn decode(driver: &Driver, plan: &DpPlan, sum: &[u32], survivors: u32) -> Result<DecodedUpdate> {
     let decoder = Decoder::new(plan).map_err(|e| Error::BadRequest(format!("DP plan: {e}")))?;
     let decoded = match plan.noise {
@@ -445,16 +454,19 @@ fn decode(driver: &Driver, plan: &DpPlan, sum: &[u32], survivors: u32) -> Result
     decoded.map_err(|e| Error::BadRequest(format!("DP decode: {e}")))
 }
 
-/// ε of every charged round of the population plus one more round of `plan` with
-/// `survivors` members, composed by the population's accountant.
-fn projected_epsilon(
-    driver: &Driver,
+/// ε of the charged rounds in `ledger` plus one more round of `plan` with `survivors`
+/// members, composed by the population's accountant at its δ.
+///
+/// Every round is accounted without sampling amplification ([`Sampling::Full`]): devices
+/// volunteer by checking in, so the server cannot claim the cohort is a random sample.
+pub fn epsilon_after(
     config: &PopulationConfig,
+    ledger: &[LedgerEntry],
     plan: &DpPlan,
     survivors: u32,
 ) -> Result<f64> {
     let mut accountant: Box<dyn Accountant + Send> = config.privacy().accountant.new_accountant();
-    for entry in driver.service.store().ledger(config.name())? {
+    for entry in ledger {
         let event: PrivacyEvent =
             serde_json::from_str(&entry.event).map_err(|e| Error::Corrupt {
                 what: "ledger event",

@@ -297,3 +297,30 @@ fn postgres_processes_share_rounds_and_the_survivor_takes_over_the_lease() {
     drop(front);
     check_after_crashes(&store, &population, stalled, completed);
 }
+
+#[test]
+fn init_reports_a_bad_config_by_field_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pop.toml");
+    std::fs::write(
+        &config,
+        common::small_config("bad").replace("cohort_max = 5", "cohort_max = 2"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["init", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env_remove("COVEY_POSTGRES_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`secagg.cohort_max` must be at least cohort_min (3), got 2"),
+        "{stderr}"
+    );
+    let status = cli(&["status"], &dir.path().join("data"), None);
+    assert_eq!(status, serde_json::json!([]));
+}

@@ -92,3 +92,71 @@ fn a_round_with_a_dropout_publishes_base_plus_mean_update_and_charges_the_ledger
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+#[test]
+fn a_round_that_would_exceed_the_budget_is_refused() {
+    // Budget for exactly one round of three members: the second would exceed it.
+    let config = covey_server::config::PopulationConfig::from_toml(
+        &common::small_config("budget"),
+        Vec::new(),
+    )
+    .unwrap();
+    let plan = covey_server::driver::plan_for(&config, 3, [0; 32]).unwrap();
+    let one_round = covey_server::driver::epsilon_after(&config, &[], &plan, 3).unwrap();
+    let two_rounds = {
+        let first = covey_server::storage::LedgerEntry {
+            population: "budget".into(),
+            seq: 1,
+            round_id: 1,
+            survivors: 3,
+            event: serde_json::to_string(
+                &plan.privacy_event(3, covey_protocol::accounting::Sampling::Full),
+            )
+            .unwrap(),
+            epsilon_round: one_round,
+            epsilon_total: one_round,
+            delta: 1e-6,
+            created_at: 0,
+        };
+        covey_server::driver::epsilon_after(&config, &[first], &plan, 3).unwrap()
+    };
+    assert!(
+        two_rounds > one_round * 1.01,
+        "{one_round} then {two_rounds}"
+    );
+    let budget = one_round * 1.01;
+    let server = TestServer::with_config(
+        &common::config_with_budget("budget", budget),
+        http_config(),
+        true,
+    );
+    let http = Http::new(&server.base);
+    let devices: Vec<Device> = (0..3).map(|_| Device::register(&http, "budget")).collect();
+    let joined: Vec<(i64, u32)> = devices.iter().map(Device::check_in).collect();
+    let handles: Vec<_> = devices
+        .iter()
+        .zip(joined)
+        .map(|(d, (round, member))| {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                d.participate(round, member, &[0.01; 80], Behaviour::Complete, 3)
+            })
+        })
+        .collect();
+    handles.into_iter().for_each(|h| drop(h.join().unwrap()));
+    wait_for_version(&devices[0], 1);
+
+    // The driver ticks every 20 ms; give it many chances to (wrongly) open a round.
+    std::thread::sleep(Duration::from_millis(500));
+    let plan = devices[0].plan();
+    assert!(plan["round"].is_null(), "{plan}");
+    let store = server.service().store();
+    assert_eq!(store.rounds("budget", 10).unwrap().len(), 1);
+    let spent = store.epsilon_spent("budget").unwrap();
+    assert!(
+        (spent - one_round).abs() < 1e-9 * one_round.max(1.0),
+        "{spent} vs {one_round}"
+    );
+    assert!(spent <= budget);
+    assert_eq!(plan["privacy"]["epsilon_spent"].as_f64().unwrap(), spent);
+}

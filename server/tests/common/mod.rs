@@ -74,6 +74,11 @@ pub fn on_every_backend(check: impl Fn(&dyn Storage)) {
 /// A small population that runs quickly: 20 items × (3 + 1) = 80 parameters, cohorts of
 /// 3..=5, one-second check-in, FedAvg with rate 1 (the new model is base + mean update).
 pub fn small_config(name: &str) -> String {
+    config_with_budget(name, 1e6)
+}
+
+/// [`small_config`] with another ε budget.
+pub fn config_with_budget(name: &str, budget: f64) -> String {
     format!(
         r#"
 [population]
@@ -83,7 +88,7 @@ items = 20
 dim = 3
 [privacy]
 mechanism = "skellam"
-epsilon_budget = 1000000.0
+epsilon_budget = {budget:?}
 delta = 1e-6
 clip_norm = 1.0
 noise_multiplier = 0.01
@@ -133,9 +138,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(name: &str, http: HttpConfig, drive: bool) -> Self {
+        Self::with_config(&small_config(name), http, drive)
+    }
+
+    /// A server with the population described by `toml`.
+    pub fn with_config(toml: &str, http: HttpConfig, drive: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = ops::open_storage(dir.path(), None).expect("storage");
-        let config = PopulationConfig::from_toml(&small_config(name), Vec::new()).expect("config");
+        let config = PopulationConfig::from_toml(toml, Vec::new()).expect("config");
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         covey_server::service::init_population(&*store, &SystemClock, &mut rng, &config)
             .expect("init population");
