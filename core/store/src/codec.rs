@@ -1,8 +1,10 @@
 //! The plaintext inside a sealed value: a compact, length-prefixed binary record.
 //!
-//! Integers are little-endian and fixed width; strings and byte strings carry a `u32` length
-//! that the decoder bounds by what is left and by a per-call maximum, so a damaged record is a
-//! clean [`DecodeError`], never an allocation blow-up or a panic.
+//! Unsigned integers and lengths are LEB128 varints, signed integers zig-zag varints, floats
+//! 8 bytes little-endian: a typical event record is about 50 bytes, which matters because
+//! SQLite's cost per row grows with its size. Every length is bounded by what is left and by a
+//! per-call maximum, and a varint longer than its type or not in its shortest form is refused,
+//! so a damaged record is a clean [`DecodeError`], never an allocation blow-up or a panic.
 
 /// A record could not be decoded (only possible for data that passed authentication under a
 /// matching key but has the wrong layout, i.e. a bug or a forged-but-valid key).
@@ -24,18 +26,21 @@ impl Encoder {
     }
 
     pub(crate) fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
+        self.u64(u64::from(v))
     }
 
-    pub(crate) fn u64(&mut self, v: u64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
+    pub(crate) fn u64(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
         self
     }
 
     pub(crate) fn i64(&mut self, v: i64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
+        // Zig-zag: small magnitudes of either sign stay short.
+        self.u64(((v << 1) ^ (v >> 63)) as u64)
     }
 
     pub(crate) fn f64(&mut self, v: f64) -> &mut Self {
@@ -43,11 +48,9 @@ impl Encoder {
         self
     }
 
-    /// Writes a length-prefixed byte string. Callers validate lengths before encoding; a value
-    /// over `u32::MAX` bytes cannot reach here (inputs are bounded far below).
+    /// Writes a length-prefixed byte string (callers bound lengths far below `u32::MAX`).
     pub(crate) fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
-        self.u32(len);
+        self.u64(v.len() as u64);
         self.0.extend_from_slice(v);
         self
     }
@@ -92,23 +95,41 @@ impl<'a> Decoder<'a> {
     }
 
     pub(crate) fn u32(&mut self) -> DResult<u32> {
-        Ok(u32::from_le_bytes(self.array()?))
+        u32::try_from(self.u64()?).map_err(|_| DecodeError)
     }
 
     pub(crate) fn u64(&mut self) -> DResult<u64> {
-        Ok(u64::from_le_bytes(self.array()?))
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            let bits = u64::from(byte & 0x7f);
+            // The tenth byte may only carry the top bit of a u64.
+            if shift == 63 && bits > 1 {
+                return Err(DecodeError);
+            }
+            v |= bits << shift;
+            if byte & 0x80 == 0 {
+                // Shortest form only: one value, one encoding.
+                if byte == 0 && shift > 0 {
+                    return Err(DecodeError);
+                }
+                return Ok(v);
+            }
+        }
+        Err(DecodeError)
     }
 
     pub(crate) fn i64(&mut self) -> DResult<i64> {
-        Ok(i64::from_le_bytes(self.array()?))
+        let z = self.u64()?;
+        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
     }
 
     pub(crate) fn f64(&mut self) -> DResult<f64> {
-        Ok(f64::from_bits(self.u64()?))
+        Ok(f64::from_bits(u64::from_le_bytes(self.array()?)))
     }
 
     pub(crate) fn bytes(&mut self, max: usize) -> DResult<&'a [u8]> {
-        let len = usize::try_from(self.u32()?).map_err(|_| DecodeError)?;
+        let len = usize::try_from(self.u64()?).map_err(|_| DecodeError)?;
         if len > max {
             return Err(DecodeError);
         }
@@ -144,6 +165,7 @@ mod tests {
             .f64(0.5)
             .str("héllo")
             .bytes(&[1, 2]);
+        e.u64(u64::MAX).i64(i64::MIN).i64(i64::MAX).u32(u32::MAX);
         let buf = e.finish();
         let mut d = Decoder::new(&buf);
         assert_eq!(d.u8(), Ok(3));
@@ -153,7 +175,26 @@ mod tests {
         assert_eq!(d.f64(), Ok(0.5));
         assert_eq!(d.string(16).as_deref(), Ok("héllo"));
         assert_eq!(d.bytes(2), Ok(&[1u8, 2][..]));
+        assert_eq!(d.u64(), Ok(u64::MAX));
+        assert_eq!(d.i64(), Ok(i64::MIN));
+        assert_eq!(d.i64(), Ok(i64::MAX));
+        assert_eq!(d.u32(), Ok(u32::MAX));
         assert_eq!(d.finish(), Ok(()));
+    }
+
+    #[test]
+    fn varints_are_short_and_canonical() {
+        let mut e = Encoder::default();
+        e.u64(127).u64(128).i64(-1);
+        assert_eq!(e.finish(), [0x7f, 0x80, 0x01, 0x01]);
+        // Overlong (non-shortest) and over-width encodings are refused.
+        assert_eq!(Decoder::new(&[0x80, 0x00]).u64(), Err(DecodeError));
+        assert_eq!(Decoder::new(&[0xff; 10]).u64(), Err(DecodeError));
+        assert_eq!(Decoder::new(&[0xff; 11]).u64(), Err(DecodeError));
+        assert_eq!(
+            Decoder::new(&[0x80, 0x80, 0x80, 0x80, 0x10]).u32(),
+            Err(DecodeError)
+        );
     }
 
     #[test]

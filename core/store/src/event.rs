@@ -231,7 +231,13 @@ impl LoyaltyEvent {
 
     /// The item id as read from a sealed record, without decoding the rest (blind index).
     pub(crate) fn item_id_of(buf: &[u8]) -> Result<Vec<u8>, DecodeError> {
-        let mut d = Decoder::new(buf.get(22..).ok_or(DecodeError)?);
+        let mut d = Decoder::new(buf);
+        // kind, channel, quantity, amount, time precede the item id.
+        d.u8()?;
+        d.u8()?;
+        d.u32()?;
+        d.i64()?;
+        d.i64()?;
         Ok(d.bytes(MAX_ITEM_ID_LEN)?.to_vec())
     }
 }
