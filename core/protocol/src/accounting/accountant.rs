@@ -290,9 +290,11 @@ impl Accountant for RdpAccountant {
 
 /// Default PLD grid step (as dp-accounting): 1e-4 nats.
 pub const DEFAULT_DISCRETIZATION: f64 = 1e-4;
-/// Default cap on the grid points of one distribution (2^25 ≈ 33M points, 512 MiB of
-/// complex FFT buffer); beyond it composing fails with [`Error::DistributionTooLarge`].
-pub const DEFAULT_MAX_POINTS: u64 = 1 << 25;
+/// Default cap on the grid points (and FFT length) of one distribution: 2^23 ≈ 8.4M points,
+/// about 400 MB of buffers at the cap with both neighbour directions in flight. Only
+/// ε in the hundreds needs more; beyond it composing fails with
+/// [`Error::DistributionTooLarge`] (raise it with [`PldAccountant::with_discretization`]).
+pub const DEFAULT_MAX_POINTS: u64 = 1 << 23;
 
 /// The privacy loss distribution accountant for the Gaussian mechanism under Full or
 /// Poisson sampling (add/remove-one neighbours): pessimistic, tight to the discretization.
