@@ -334,64 +334,76 @@ fn bench_server(c: &mut Criterion) {
     group.finish();
 }
 
-/// Flower's figures for the given cases, if a Python with flwr is at hand.
-fn flower(cases: &[(usize, usize)]) -> Vec<Option<(f64, f64)>> {
+/// One Flower measurement of case (k, m): (masked-input, all-stages) seconds, if a Python
+/// with flwr is at hand.
+fn flower_once(k: usize, m: usize) -> Option<(f64, f64)> {
     let python = std::env::var("COVEY_FLOWER_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/flower_secaggplus.py");
-    let list: Vec<String> = cases.iter().map(|(k, m)| format!("{k}x{m}")).collect();
-    let Some(lines) = peer_json_lines(&python, script, &["--cases", &list.join(",")]) else {
-        eprintln!(
-            "secagg: Flower peer unavailable (set COVEY_FLOWER_PYTHON to a python with flwr)"
-        );
-        return vec![None; cases.len()];
-    };
-    cases
-        .iter()
-        .map(|&(k, m)| {
-            let row = lines.iter().find(|v| v["k"] == k && v["m"] == m)?;
-            Some((
-                row["masked_seconds"].as_f64()?,
-                row["client_seconds"].as_f64()?,
-            ))
-        })
-        .collect()
+    let lines = peer_json_lines(
+        &python,
+        script,
+        &["--cases", &format!("{k}x{m}"), "--reps", "1"],
+    )?;
+    let row = lines.first()?;
+    Some((
+        row["masked_seconds"].as_f64()?,
+        row["client_seconds"].as_f64()?,
+    ))
 }
 
-/// The ratio table BENCHMARKS.md quotes (medians of 5 runs, same process as criterion).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// The ratio table BENCHMARKS.md quotes: five rounds per case, each measuring Flower and then
+/// ours, so both sides of a ratio see the same machine load; medians of the rounds.
 fn ratio_table(_: &mut Criterion) {
-    println!("\nSecAgg+ client, one member (median of 5; Flower run right before ours, per case):");
+    println!("\nSecAgg+ client, one member (medians of 5 interleaved rounds):");
     println!(
         "| k | m | masked-input s | keystream floor s | masked/floor | all stages s | Flower masked s | Flower all s | Flower/ours (all) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (k, m) in client_cases() {
-        // Interleaved so both sides see the same machine load.
-        let peer = if scale() == Scale::Test {
-            None
-        } else {
-            flower(&[(k, m)]).pop().flatten()
-        };
-        let case = ClientCase::new(k, m);
-        let masked = median_seconds_batched(
-            5,
-            || case.ready(),
-            |mut client| {
-                black_box(client.handle(&case.bundle).expect("mask"));
-            },
+    let with_peer = scale() != Scale::Test;
+    if with_peer && flower_once(16, 1000).is_none() {
+        eprintln!(
+            "secagg: Flower peer unavailable (set COVEY_FLOWER_PYTHON to a python with flwr)"
         );
-        let floor = median_seconds(5, || {
-            black_box(keystream_floor((k + 1) * m));
-        });
-        let all = median_seconds(5, || {
-            black_box(case.all_stages());
-        });
-        let (pm, pa) = peer.map_or(("n/a".into(), "n/a".into()), |(pm, pa)| {
-            (format!("{pm:.4}"), format!("{pa:.4}"))
-        });
-        let speedup = peer.map_or("n/a".into(), |(_, pa)| format!("{:.1}×", pa / all));
+    }
+    for (k, m) in client_cases() {
+        let case = ClientCase::new(k, m);
+        let (mut ours, mut peer) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            if with_peer {
+                peer.extend(flower_once(k, m));
+            }
+            let masked = median_seconds_batched(
+                1,
+                || case.ready(),
+                |mut client| {
+                    black_box(client.handle(&case.bundle).expect("mask"));
+                },
+            );
+            let floor = median_seconds(1, || {
+                black_box(keystream_floor((k + 1) * m));
+            });
+            let all = median_seconds(1, || {
+                black_box(case.all_stages());
+            });
+            ours.push((masked, floor, all));
+        }
+        let masked = median(ours.iter().map(|o| o.0).collect()).unwrap_or(f64::NAN);
+        let floor = median(ours.iter().map(|o| o.1).collect()).unwrap_or(f64::NAN);
+        let all = median(ours.iter().map(|o| o.2).collect()).unwrap_or(f64::NAN);
+        let peer_masked = median(peer.iter().map(|p| p.0).collect());
+        let peer_all = median(peer.iter().map(|p| p.1).collect());
+        let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+        let speedup = peer_all.map_or("n/a".into(), |pa| format!("{:.1}×", pa / all));
         println!(
-            "| {k} | {m} | {masked:.4} | {floor:.4} | {:.2}× | {all:.4} | {pm} | {pa} | {speedup} |",
-            masked / floor
+            "| {k} | {m} | {masked:.4} | {floor:.4} | {:.2}× | {all:.4} | {} | {} | {speedup} |",
+            masked / floor,
+            show(peer_masked),
+            show(peer_all),
         );
     }
 }

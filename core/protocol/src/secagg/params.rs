@@ -16,16 +16,16 @@
 //!    The union bound must stay below 2^−(σ+1).
 //! 2. **Too many adversarial neighbours** (privacy): a member's number of adversarial
 //!    neighbours A is hypergeometric (population n, ⌊γn⌋ marked, k draws). The threshold must
-//!    exceed it: t ≥ t_min where P[A ≥ t_min] ≤ 2^−(σ+1) / n (union bound over members).
+//!    exceed it: t ≥ t_min where Pr(A ≥ t_min) ≤ 2^−(σ+1) / n (union bound over members).
 //!    Against a semi-malicious server, which can make honest neighbours disagree about who
 //!    dropped, both halves of a member's secret stay safe only if 2t > k + A, so
 //!    t_min = ⌊(k + a)/2⌋ + 1 with a the same quantile of A.
 //! 3. **Too few surviving neighbours** (correctness): S ~ hypergeometric (population n,
 //!    ⌈(1−δ)n⌉ marked, k draws); reconstruction needs t ≤ t_max where
-//!    P[S < t_max] ≤ 2^−η / n.
+//!    Pr(S < t_max) ≤ 2^−η / n.
 //!
 //! The finder returns the smallest even k for which t_min ≤ t_max, with t = t_min (the
-//! smallest safe threshold is the cheapest to reconstruct). σ = 40 and η = 20 by default.
+//! smallest safe threshold is the cheapest to reconstruct, and never below 2). σ = 40, η = 20.
 //! When no k < n − 1 works (small cohorts), the complete graph (k = n − 1) is tried with the
 //! same tail bounds.
 
@@ -217,7 +217,7 @@ impl Hypergeometric {
         Hypergeometric { pmf }
     }
 
-    /// Smallest a with P[X > a] <= p.
+    /// Smallest a with Pr(X > a) <= p.
     fn upper_quantile(&self, p: f64) -> usize {
         let mut tail = 0.0;
         for a in (0..self.pmf.len()).rev() {
@@ -229,7 +229,7 @@ impl Hypergeometric {
         0
     }
 
-    /// Largest t with P[X < t] <= p.
+    /// Largest t with Pr(X < t) <= p.
     fn lower_quantile(&self, p: f64) -> usize {
         let mut below = 0.0;
         for t in 0..self.pmf.len() {
