@@ -1,5 +1,7 @@
 //! Errors of the device facade.
 
+use covey_store::grant::GrantError;
+
 use crate::consent::PurposeId;
 
 /// Everything that can go wrong in `covey-sdk`. Messages name what failed, never member data.
@@ -53,18 +55,54 @@ pub enum Error {
     /// A file outside the database (the audit anchor) could not be read or written.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// No consent event with this record id is in the audit log.
+    #[error("no consent event with this record id is in the audit log")]
+    UnknownRecord,
+    /// An upload report has a non-finite or negative ε or clip norm.
+    #[error("upload report has a non-finite or negative epsilon or clip norm")]
+    InvalidUpload,
+    /// The store failed (I/O, corruption, wrong key); see the store's error.
+    #[error(transparent)]
+    Store(covey_store::Error),
     /// The purpose has no valid consent for the notice in force.
     #[error("no valid consent for purpose {purpose}")]
     ConsentRequired {
         /// The purpose.
         purpose: PurposeId,
     },
-    /// Consent was withdrawn (or expired) while an operation was running.
+    /// Consent was withdrawn (or otherwise ended) while an operation was running.
     #[error("consent for purpose {purpose} was withdrawn")]
     ConsentWithdrawn {
         /// The purpose.
         purpose: PurposeId,
     },
+    /// Consent reached the end of its validity while an operation was running.
+    #[error("consent for purpose {purpose} expired")]
+    ConsentExpired {
+        /// The purpose.
+        purpose: PurposeId,
+    },
+}
+
+impl From<covey_store::Error> for Error {
+    fn from(e: covey_store::Error) -> Self {
+        match e {
+            covey_store::Error::Consent(g) => g.into(),
+            other => Error::Store(other),
+        }
+    }
+}
+
+impl From<GrantError> for Error {
+    fn from(g: GrantError) -> Self {
+        match g {
+            // Consent for a category the purpose never declared was never given.
+            GrantError::ConsentRequired(purpose)
+            | GrantError::CategoryNotDeclared { purpose, .. } => Error::ConsentRequired { purpose },
+            GrantError::Withdrawn(purpose) => Error::ConsentWithdrawn { purpose },
+            GrantError::Expired(purpose) => Error::ConsentExpired { purpose },
+        }
+    }
 }
 
 /// Result with the SDK's [`Error`].

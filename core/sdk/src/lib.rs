@@ -3,11 +3,8 @@
 #![warn(missing_docs)]
 
 pub mod audit;
-pub mod audit_entry;
-pub mod consent;
+pub mod device;
 pub mod error;
-pub mod grant;
-pub mod merkle;
 pub mod notice;
 pub mod privacy;
 pub mod purpose;
@@ -15,4 +12,6 @@ pub mod receipt;
 pub mod record;
 pub mod signing;
 
+pub use covey_store::{audit_entry, consent, grant, merkle};
+pub use device::{Decision, Device, DeviceConfig, DeviceExport};
 pub use error::{Error, Result};

@@ -10,6 +10,7 @@ use crate::consent::{
     ConsentEventKind, ConsentRecord, ConsentState, DataCategory, PurposeId, PurposeStatus,
 };
 use crate::purpose::PurposeRegistry;
+pub use covey_store::ledger::StoredCategory;
 
 /// Word limit of the plain-language first layer.
 pub const PLAIN_SUMMARY_MAX_WORDS: usize = 150;
@@ -41,21 +42,6 @@ pub struct PurposeSummary {
     pub dpv_purposes: Vec<String>,
     /// fideslang data use.
     pub fideslang_use: String,
-}
-
-/// What the store holds for one category.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredCategory {
-    /// The category.
-    pub category: DataCategory,
-    /// Number of items (rows or blobs).
-    pub count: u64,
-    /// Oldest item time, ms since the Unix epoch.
-    pub oldest_ms: Option<i64>,
-    /// Newest item time.
-    pub newest_ms: Option<i64>,
-    /// How long items of this category are kept, in days (None: until erased).
-    pub retention_days: Option<u32>,
 }
 
 /// One use of the member's data, aggregated from the audit log.

@@ -110,10 +110,10 @@ pub fn verify_receipt(receipt: &ConsentReceipt, trusted_public_key: Option<&[u8]
     if body.signer.key_id != key_id(&public_key) {
         return Err(bad("key id does not match the public key"));
     }
-    if let Some(trusted) = trusted_public_key {
-        if trusted != public_key.as_slice() {
-            return Err(bad("signed by a key other than the trusted device key"));
-        }
+    if let Some(trusted) = trusted_public_key
+        && trusted != public_key.as_slice()
+    {
+        return Err(bad("signed by a key other than the trusted device key"));
     }
     let sig = hex::decode(&receipt.signature).map_err(|_| bad("signature is not hex"))?;
     if !verify_signature(&public_key, &body.signed_bytes(), &sig) {

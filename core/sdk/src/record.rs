@@ -34,7 +34,7 @@ pub fn new_record(
     kind: ConsentEventKind,
     mechanism: Mechanism,
     now_ms: i64,
-    rng: &mut impl RngCore,
+    rng: &mut (impl RngCore + ?Sized),
 ) -> ConsentRecord {
     let mut id = [0u8; 16];
     rng.fill_bytes(&mut id);

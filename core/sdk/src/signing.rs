@@ -4,7 +4,7 @@
 //! sealed in the store, so it is protected by the same platform-keystore-wrapped data key as
 //! the member's history, and erasing the store shreds it.
 
-use rand_core::{CryptoRng, RngCore};
+use rand_core::CryptoRng;
 use ring::digest::{SHA256, digest};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ impl std::fmt::Debug for DeviceKey {
 
 impl DeviceKey {
     /// A fresh key from `rng` (OS randomness in production, seeded in tests).
-    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Result<Self> {
+    pub fn generate(rng: &mut (impl CryptoRng + ?Sized)) -> Result<Self> {
         let mut seed = Zeroizing::new([0u8; SEED_LEN]);
         rng.fill_bytes(seed.as_mut());
         Self::from_seed(seed.as_ref())

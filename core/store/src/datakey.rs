@@ -296,6 +296,7 @@ impl Store {
         }
         tx.execute("DELETE FROM data_key", [])?;
         tx.commit()?;
+        self.ledger.reset();
         conn.execute_batch("VACUUM")?;
         checkpoint_truncate(conn)?;
         let new_generation = generation + 1;

@@ -87,6 +87,9 @@ pub enum Error {
     /// A cryptographic primitive refused its input (never expected; reported, not panicked).
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),
+    /// No valid consent for the purpose, or it ended while a grant was in use.
+    #[error(transparent)]
+    Consent(#[from] crate::grant::GrantError),
 }
 
 fn row_suffix(row_id: Option<i64>) -> String {

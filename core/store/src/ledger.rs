@@ -20,22 +20,21 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::audit_entry::{AuditEntry, AuditEvent};
-use crate::cipher::Cipher;
 use crate::clock::Clock;
 use crate::consent::{
-    ConsentEventKind, ConsentRecord, DataCategory, NoticeRef, PurposeId, PurposeStatus, Terms,
+    ANALYTICS, ConsentEventKind, ConsentRecord, DataCategory, FEDERATED_TRAINING, NoticeRef,
+    PERSONALIZATION, PurposeId, PurposeStatus, Terms,
 };
 use crate::error::{Error, Result};
+use crate::event::EventKind;
 use crate::grant::{ConsentLedger, Grant, HostGrant, Purpose, PurposeGrant};
 use crate::merkle::{self, CompactRange, Hash};
-use crate::event::EventKind;
 use crate::read::HistoryQuery;
-use crate::retention::RetentionPolicy;
 use crate::records::name_of;
+use crate::retention::RetentionPolicy;
 use crate::sealed::{MODEL_BLOBS, ReadTx, SealedTable, WriteTx};
 use crate::store::Store;
 
@@ -133,8 +132,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl LedgerState {
     /// Loads the ledger and the audit tree from `conn` (empty below schema version 3).
     pub(crate) fn load(
-        conn: &Connection,
-        cipher: &Cipher,
+        tx: &ReadTx<'_>,
         clock: Arc<dyn Clock>,
         schema_version: u32,
     ) -> Result<Self> {
@@ -143,7 +141,6 @@ impl LedgerState {
         let mut terms = None;
         let mut range = CompactRange::new();
         if schema_version >= CONSENT_EVENTS.schema_version {
-            let tx = ReadTx::raw(conn, cipher);
             tx.scan_opened(&CONSENT_EVENTS, |_, plain| {
                 match plain.and_then(|p| ConsentRecord::decode(&p)) {
                     Some(r) => records.push(r),
@@ -158,11 +155,15 @@ impl LedgerState {
                 Ok(())
             })?;
             tx.scan_opened(&AUDIT_LOG, |_, plain| {
-                range.push(merkle::leaf_hash(plain.as_deref().unwrap_or(UNREADABLE_LEAF)));
+                let leaf = plain.as_ref().map_or(UNREADABLE_LEAF, |p| p.as_slice());
+                range.push(merkle::leaf_hash(leaf));
                 Ok(())
             })?;
         }
-        let in_force = terms.as_ref().map(|t: &TermsInForce| t.terms.clone()).unwrap_or_default();
+        let in_force = terms
+            .as_ref()
+            .map(|t: &TermsInForce| t.terms.clone())
+            .unwrap_or_default();
         let mut ledger = ConsentLedger::new(records, in_force, clock);
         if poisoned {
             ledger.poison();
@@ -332,6 +333,25 @@ impl Store {
         lock(&self.ledger().consent).status(purpose)
     }
 
+    /// The purpose whose derived state a blob named `name` holds, if any: names
+    /// `"<purpose>/..."` for a built-in purpose or one in the notice in force.
+    pub(crate) fn derived_state_purpose(&self, name: &str) -> Option<PurposeId> {
+        let (head, _) = name.split_once('/')?;
+        let purpose = PurposeId::new(head).ok()?;
+        let builtin = [PERSONALIZATION, FEDERATED_TRAINING, ANALYTICS].contains(&head);
+        let in_force = lock(&self.ledger().terms)
+            .as_ref()
+            .is_some_and(|t| t.terms.contains_key(&purpose));
+        (builtin || in_force).then_some(purpose)
+    }
+
+    /// Refuses every grant until the store is erased (or reopened over an intact log): the
+    /// SDK calls it when the audit log fails verification, since a rolled-back or edited
+    /// database may have undone a withdrawal. Fails closed.
+    pub fn suspend_grants(&self) {
+        lock(&self.ledger().consent).poison();
+    }
+
     /// Mints a grant for built-in purpose `P`, held by `component` (named in the audit log).
     /// Fails with [`Error::Consent`] unless the purpose's consent is valid now.
     pub fn grant<P: Purpose>(&self, component: &str) -> Result<Grant<P>> {
@@ -343,11 +363,13 @@ impl Store {
         Ok(lock(&self.ledger().consent).host_grant(purpose, component)?)
     }
 
-    /// Checks `grant` and logs a purpose-scoped read of `rows` rows of `categories`.
+    /// Logs a purpose-scoped read of `rows` rows of `categories`. The grant is checked before
+    /// logging and again after: if consent ended at any point before the rows are handed
+    /// over, they are withheld and the caller gets the consent error.
     pub(crate) fn log_read(
         &self,
         grant: &dyn PurposeGrant,
-        categories: &[crate::consent::DataCategory],
+        categories: &[DataCategory],
         rows: u64,
     ) -> Result<()> {
         grant.check()?;
@@ -356,8 +378,8 @@ impl Store {
             component: grant.component().to_owned(),
             categories: categories.to_vec(),
             rows,
-        })
-        .map(|_| ())
+        })?;
+        Ok(grant.check()?)
     }
 
     /// Per-purpose erasure of derived state: deletes every model blob named under
@@ -384,6 +406,17 @@ impl Store {
         })?;
         self.truncate_wal()?;
         Ok(n)
+    }
+
+    /// Empties the write-ahead log into the database file, so rows just deleted (and zeroed
+    /// by `secure_delete`) leave no copy in the `-wal` file. Best effort: a reader holding an
+    /// old snapshot keeps its frames until it finishes.
+    fn truncate_wal(&self) -> Result<()> {
+        let writer = self.lock_writer();
+        let _busy: i64 = writer
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(())
     }
 
     /// What the store holds per data category (counts and time span), for the privacy center.

@@ -28,7 +28,7 @@
 //!     channel: Channel::InStore,
 //!     time_ms: 1_779_999_000_000,
 //! }])?;
-//! let history = store.history(&HistoryQuery::default())?;
+//! let history = store.member_history(&HistoryQuery::default())?;
 //! assert_eq!(history[0].event.item_id, "sku-42");
 //! # Ok(()) }
 //! ```
@@ -56,17 +56,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit_entry;
 mod catalog;
 mod cipher;
 mod clock;
 mod codec;
+pub mod consent;
 mod datakey;
 mod db;
 mod error;
 pub mod event;
 mod export;
+pub mod grant;
 mod key_material;
 mod keystore;
+pub mod ledger;
+pub mod merkle;
 mod read;
 mod records;
 mod retention;

@@ -6,8 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit_entry::AuditEvent;
+use crate::consent::DataCategory;
 use crate::error::Result;
 use crate::event::{EventId, EventKind, LoyaltyEvent, StoredEvent};
+use crate::grant::{GrantError, PurposeGrant};
 use crate::records::{ParticipationRecord, StoredParticipation, decode_named_blob};
 use crate::sealed::{EVENTS, MODEL_BLOBS, PARTICIPATIONS, ReadTx};
 use crate::store::Store;
@@ -85,25 +88,98 @@ pub(crate) fn participations(tx: &ReadTx<'_>) -> Result<Vec<StoredParticipation>
 impl Store {
     /// The member's event history matching `query`, oldest first; expired events are never
     /// returned.
-    pub fn history(&self, query: &HistoryQuery) -> Result<Vec<StoredEvent>> {
-        self.read(|tx| events(tx, query))
+    ///
+    /// Needs a purpose grant whose terms declare the categories read (an empty `kinds` reads
+    /// every category the purpose declares). The grant is checked before the read and again
+    /// after it is logged, so nothing is handed over once consent has ended; the read is
+    /// audit-logged with purpose, component and row count (never values).
+    pub fn history(
+        &self,
+        grant: &dyn PurposeGrant,
+        query: &HistoryQuery,
+    ) -> Result<Vec<StoredEvent>> {
+        grant.check()?;
+        let mut query = query.clone();
+        if query.kinds.is_empty() {
+            query.kinds = EventKind::ALL
+                .iter()
+                .copied()
+                .filter(|k| grant.covers(DataCategory::of(*k)).is_ok())
+                .collect();
+        }
+        let mut categories: Vec<DataCategory> =
+            query.kinds.iter().map(|k| DataCategory::of(*k)).collect();
+        categories.sort();
+        categories.dedup();
+        for c in &categories {
+            grant.covers(*c)?;
+        }
+        let out = if query.kinds.is_empty() {
+            Vec::new()
+        } else {
+            self.read(|tx| events(tx, &query))?
+        };
+        self.log_read(grant, &categories, out.len() as u64)?;
+        Ok(out)
     }
 
-    /// The model state blob `name`, if stored.
+    /// The member's own view of their history (right of access), for the member's export,
+    /// listing and privacy-center screens: no purpose, but every call is audit-logged as a
+    /// member access. Components that *use* the data (recommender, trainer, analytics) must
+    /// call [`Store::history`] with a grant instead.
+    pub fn member_history(&self, query: &HistoryQuery) -> Result<Vec<StoredEvent>> {
+        let out = self.read(|tx| events(tx, query))?;
+        self.append_audit(AuditEvent::MemberAccess {
+            what: "history".into(),
+            rows: out.len() as u64,
+        })?;
+        Ok(out)
+    }
+
+    /// A model blob that is not member-derived state (e.g. the downloaded global model).
+    ///
+    /// Names `"<purpose>/..."` (see [`crate::ledger::derived_state_prefix`]) hold state derived
+    /// from the member's data for that purpose; they are refused here with
+    /// [`Error::Consent`](crate::Error::Consent) and read with [`Store::derived_blob`].
     pub fn blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        self.read(|tx| {
-            tx.get_named(&MODEL_BLOBS, name)?
-                .map(|(id, plain)| {
-                    decode_named_blob(&plain)
-                        .map(|(_, bytes)| bytes)
-                        .map_err(|_| MODEL_BLOBS.bad_record(id))
-                })
-                .transpose()
-        })
+        if let Some(purpose) = self.derived_state_purpose(name) {
+            return Err(GrantError::ConsentRequired(purpose).into());
+        }
+        self.read(|tx| read_blob(tx, name))
+    }
+
+    /// Derived member state `name` (under the grant's purpose prefix). Needs a grant for that
+    /// purpose whose terms declare the personal-model category; checked and audit-logged like
+    /// [`Store::history`].
+    pub fn derived_blob(&self, grant: &dyn PurposeGrant, name: &str) -> Result<Option<Vec<u8>>> {
+        grant.check()?;
+        grant.covers(DataCategory::PersonalModel)?;
+        let owner = self.derived_state_purpose(name);
+        if owner.as_ref() != Some(grant.purpose()) {
+            let purpose = owner.unwrap_or_else(|| grant.purpose().clone());
+            return Err(GrantError::ConsentRequired(purpose).into());
+        }
+        let blob = self.read(|tx| read_blob(tx, name))?;
+        self.log_read(
+            grant,
+            &[DataCategory::PersonalModel],
+            u64::from(blob.is_some()),
+        )?;
+        Ok(blob)
     }
 
     /// Round participation records within retention, oldest first.
     pub fn participations(&self) -> Result<Vec<StoredParticipation>> {
         self.read(participations)
     }
+}
+
+fn read_blob(tx: &ReadTx<'_>, name: &str) -> Result<Option<Vec<u8>>> {
+    tx.get_named(&MODEL_BLOBS, name)?
+        .map(|(id, plain)| {
+            decode_named_blob(&plain)
+                .map(|(_, bytes)| bytes)
+                .map_err(|_| MODEL_BLOBS.bad_record(id))
+        })
+        .transpose()
 }

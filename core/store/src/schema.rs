@@ -34,6 +34,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/002_catalog_model_rounds.sql"),
         data: None,
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/003_consent_audit.sql"),
+        data: None,
+    },
 ];
 
 /// Schema version this build writes.

@@ -133,6 +133,10 @@ pub(crate) const SEALED_TABLES: &[&SealedTable] = &[
     &MODEL_BLOBS,
     &PARTICIPATIONS,
     &KEY_MATERIAL,
+    &crate::ledger::CONSENT_EVENTS,
+    &crate::ledger::CONSENT_TERMS,
+    &crate::ledger::AUDIT_LOG,
+    &crate::ledger::AUDIT_CHECKPOINTS,
 ];
 
 /// The sealed tables that exist at `schema_version`.
@@ -405,6 +409,24 @@ impl<'a> ReadTx<'a> {
         scan_raw(self.conn, table, index.as_ref(), |id, blob| {
             let plain = Zeroizing::new(self.cipher.open(&table.at(id), blob)?);
             f(id, &plain)
+        })
+    }
+
+    /// Like [`ReadTx::scan`] over a whole table, but a row that fails to open is passed as
+    /// `None` instead of ending the scan: the audit log reports damage row by row.
+    pub(crate) fn scan_opened(
+        &self,
+        table: &SealedTable,
+        mut f: impl FnMut(i64, Option<Zeroizing<Vec<u8>>>) -> Result<()>,
+    ) -> Result<()> {
+        scan_raw(self.conn, table, None, |id, blob| {
+            f(
+                id,
+                self.cipher
+                    .open(&table.at(id), blob)
+                    .ok()
+                    .map(Zeroizing::new),
+            )
         })
     }
 

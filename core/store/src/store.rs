@@ -64,6 +64,8 @@ pub struct Store {
     /// Readers hold the read side for a whole read, so rotation and erase (which take the
     /// write side to swap keys) never let a reader open new ciphertext with an old key.
     cipher: RwLock<Arc<Cipher>>,
+    /// Consent ledger (grant minting) and audit-log state, see [`crate::ledger`].
+    pub(crate) ledger: crate::ledger::LedgerState,
 }
 
 impl fmt::Debug for Store {
@@ -142,6 +144,11 @@ impl Store {
         let schema_version = schema::version(&conn)?;
         let cipher =
             datakey::load_or_create(&mut conn, keystore.as_ref(), clock.now_ms(), rng.as_mut())?;
+        let ledger = crate::ledger::LedgerState::load(
+            &ReadTx::new(&conn, &cipher, clock.now_ms(), &config.retention),
+            clock.clone(),
+            schema_version,
+        )?;
         let readers = ReaderPool::new(&path, config.readers)?;
         let config = StoreConfig {
             seal_limit: config.seal_limit.min(MAX_SEALS_PER_KEY),
@@ -156,6 +163,7 @@ impl Store {
             writer: Mutex::new(Writer { conn, rng }),
             readers,
             cipher: RwLock::new(Arc::new(cipher)),
+            ledger,
         })
     }
 

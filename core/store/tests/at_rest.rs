@@ -23,7 +23,9 @@ fn canary_values_never_reach_disk() {
         );
     }
     // The values are really stored (the scan is not vacuous).
-    let history = store.history(&HistoryQuery::default()).expect("history");
+    let history = store
+        .member_history(&HistoryQuery::default())
+        .expect("history");
     assert_eq!(history.len(), 50);
     assert!(history[0].event.item_id.starts_with(CANARY));
     drop(store);
@@ -67,7 +69,7 @@ fn wrong_passphrase_is_a_clear_error_and_returns_nothing() {
     let store = open("correct horse", 3).expect("right passphrase reopens");
     assert_eq!(
         store
-            .history(&HistoryQuery::default())
+            .member_history(&HistoryQuery::default())
             .expect("history")
             .len(),
         1
@@ -141,9 +143,25 @@ fn sealed_of(conn: &rusqlite::Connection, id: i64) -> Vec<u8> {
     .expect("sealed")
 }
 
+/// A closed store holding one purchase per item, a raw connection to its file, and the ids.
+fn closed_store_with(items: &[&str]) -> (Fixture, rusqlite::Connection, Vec<i64>) {
+    let fx = Fixture::new();
+    let store = fx.open();
+    let events: Vec<_> = items
+        .iter()
+        .zip(1..)
+        .map(|(item, age)| purchase(item, NOW - age))
+        .collect();
+    store.record_events(&events).expect("record");
+    drop(store);
+    let conn = raw(&fx.db_path());
+    let ids = event_ids(&conn);
+    (fx, conn, ids)
+}
+
 fn expect_corrupted_row(fx: &Fixture, id: i64) {
     let store = fx.open();
-    match store.history(&HistoryQuery::default()) {
+    match store.member_history(&HistoryQuery::default()) {
         Err(Error::Corrupted {
             table: "events",
             row_id: Some(row),
@@ -155,14 +173,7 @@ fn expect_corrupted_row(fx: &Fixture, id: i64) {
 
 #[test]
 fn a_flipped_ciphertext_byte_is_detected() {
-    let fx = Fixture::new();
-    let store = fx.open();
-    store
-        .record_events(&[purchase("a", NOW - 3), purchase("b", NOW - 2)])
-        .expect("record");
-    drop(store);
-    let conn = raw(&fx.db_path());
-    let ids = event_ids(&conn);
+    let (fx, conn, ids) = closed_store_with(&["a", "b"]);
     let mut blob = sealed_of(&conn, ids[1]);
     let last = blob.len() - 20; // inside the ciphertext
     blob[last] ^= 0x80;
@@ -177,18 +188,7 @@ fn a_flipped_ciphertext_byte_is_detected() {
 
 #[test]
 fn a_ciphertext_copied_or_swapped_into_another_row_is_detected() {
-    let fx = Fixture::new();
-    let store = fx.open();
-    store
-        .record_events(&[
-            purchase("a", NOW - 3),
-            purchase("b", NOW - 2),
-            purchase("c", NOW - 1),
-        ])
-        .expect("record");
-    drop(store);
-    let conn = raw(&fx.db_path());
-    let ids = event_ids(&conn);
+    let (fx, conn, ids) = closed_store_with(&["a", "b", "c"]);
     let a = sealed_of(&conn, ids[0]);
     conn.execute(
         "UPDATE events SET sealed = ?1 WHERE id = ?2",
@@ -199,14 +199,7 @@ fn a_ciphertext_copied_or_swapped_into_another_row_is_detected() {
     expect_corrupted_row(&fx, ids[2]);
 
     // Swap two rows' ids (the whole row moves): still detected.
-    let fx = Fixture::new();
-    let store = fx.open();
-    store
-        .record_events(&[purchase("a", NOW - 3), purchase("b", NOW - 2)])
-        .expect("record");
-    drop(store);
-    let conn = raw(&fx.db_path());
-    let ids = event_ids(&conn);
+    let (fx, conn, ids) = closed_store_with(&["a", "b"]);
     conn.execute_batch(&format!(
         "UPDATE events SET id = -1 WHERE id = {a}; UPDATE events SET id = {a} WHERE id = {b};
          UPDATE events SET id = {b} WHERE id = -1;",
@@ -217,7 +210,7 @@ fn a_ciphertext_copied_or_swapped_into_another_row_is_detected() {
     drop(conn);
     let store = fx.open();
     assert!(matches!(
-        store.history(&HistoryQuery::default()),
+        store.member_history(&HistoryQuery::default()),
         Err(Error::Corrupted {
             table: "events",
             ..
@@ -227,13 +220,7 @@ fn a_ciphertext_copied_or_swapped_into_another_row_is_detected() {
 
 #[test]
 fn a_swapped_blind_index_never_yields_wrong_rows() {
-    let fx = Fixture::new();
-    let store = fx.open();
-    store
-        .record_events(&[purchase("apple", NOW - 3), purchase("pear", NOW - 2)])
-        .expect("record");
-    drop(store);
-    let conn = raw(&fx.db_path());
+    let (fx, conn, _) = closed_store_with(&["apple", "pear"]);
     conn.execute_batch(
         "UPDATE events SET item_idx = (SELECT item_idx FROM events ORDER BY id LIMIT 1) || x'' \
          WHERE id = (SELECT max(id) FROM events);",
@@ -245,7 +232,7 @@ fn a_swapped_blind_index_never_yields_wrong_rows() {
         item_id: Some("apple".into()),
         ..HistoryQuery::default()
     };
-    let got = store.history(&q).expect("history");
+    let got = store.member_history(&q).expect("history");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].event.item_id, "apple");
 }
@@ -265,7 +252,7 @@ fn a_truncated_or_garbage_file_gives_corrupted_never_a_panic() {
         std::fs::write(&path, &full[..keep]).expect("truncate");
         let outcome = fx
             .open_with(StoreConfig::default())
-            .and_then(|s| s.history(&HistoryQuery::default()));
+            .and_then(|s| s.member_history(&HistoryQuery::default()));
         match outcome {
             Err(Error::Corrupted { .. }) => {}
             other => panic!("truncated to {keep} of {}: {other:?}", full.len()),

@@ -107,7 +107,10 @@ fn killed_writers_lose_no_committed_batch() {
 
     let store = open(dir.path(), 99);
     let mut per_batch: BTreeMap<u64, usize> = BTreeMap::new();
-    for e in store.history(&HistoryQuery::default()).expect("history") {
+    for e in store
+        .member_history(&HistoryQuery::default())
+        .expect("history")
+    {
         let b = batch_of(&e.event.item_id).expect("item id names its batch");
         *per_batch.entry(b).or_default() += 1;
     }

@@ -77,6 +77,13 @@ pub enum AuditEvent {
         /// Number of rows returned.
         rows: u64,
     },
+    /// The member looked at their own data (right of access), without a purpose.
+    MemberAccess {
+        /// What was shown, e.g. "history".
+        what: String,
+        /// Rows shown.
+        rows: u64,
+    },
     /// A local training pass ran.
     Training {
         /// Round it was for, if any.

@@ -13,7 +13,7 @@
 //! run time (`ConsentRequired`).
 //!
 //! ```
-//! use covey_sdk::grant::{Grant, Personalization};
+//! use covey_store::grant::{Grant, Personalization};
 //! fn recommend(_: &Grant<Personalization>) {}
 //! fn proper_use(g: &Grant<Personalization>) {
 //!     recommend(g);
@@ -21,7 +21,7 @@
 //! ```
 //!
 //! ```compile_fail
-//! use covey_sdk::grant::{Analytics, Grant, Personalization};
+//! use covey_store::grant::{Analytics, Grant, Personalization};
 //! fn recommend(_: &Grant<Personalization>) {}
 //! fn misuse(g: &Grant<Analytics>) {
 //!     recommend(g); // error: expected `Grant<Personalization>`
@@ -29,7 +29,7 @@
 //! ```
 //!
 //! ```compile_fail
-//! use covey_sdk::grant::{Grant, Personalization};
+//! use covey_store::grant::{Grant, Personalization};
 //! // error: private fields; grants come only from the ledger.
 //! fn forge() -> Grant<Personalization> {
 //!     Grant { ticket: unreachable!(), _purpose: std::marker::PhantomData }
@@ -46,16 +46,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::clock::Clock;
 use crate::consent::{
-    ANALYTICS, ConsentRecord, FEDERATED_TRAINING, PERSONALIZATION, PurposeId, PurposeStatus, Terms,
-    derive_status,
+    ANALYTICS, ConsentRecord, DataCategory, FEDERATED_TRAINING, PERSONALIZATION, PurposeId,
+    PurposeStatus, Terms, derive_status,
 };
-
-/// A source of wall-clock time in ms since the Unix epoch (injectable for tests).
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Current time.
-    fn now_ms(&self) -> i64;
-}
 
 /// Why a grant was refused or stopped being valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +64,14 @@ pub enum GrantError {
     /// The consent behind an outstanding grant reached the end of its validity.
     #[error("consent for purpose {0} expired")]
     Expired(PurposeId),
+    /// The purpose's terms do not declare the data category asked for.
+    #[error("purpose {purpose} does not declare the {category:?} data category")]
+    CategoryNotDeclared {
+        /// The purpose of the grant.
+        purpose: PurposeId,
+        /// The category asked for.
+        category: DataCategory,
+    },
 }
 
 mod sealed {
@@ -109,6 +112,7 @@ impl Purpose for Analytics {
 struct Ticket {
     purpose: PurposeId,
     component: String,
+    categories: Vec<DataCategory>,
     minted_epoch: u64,
     epoch: Arc<AtomicU64>,
     valid_until_ms: Option<i64>,
@@ -116,6 +120,17 @@ struct Ticket {
 }
 
 impl Ticket {
+    fn covers(&self, category: DataCategory) -> Result<(), GrantError> {
+        if self.categories.contains(&category) {
+            Ok(())
+        } else {
+            Err(GrantError::CategoryNotDeclared {
+                purpose: self.purpose.clone(),
+                category,
+            })
+        }
+    }
+
     fn check(&self) -> Result<(), GrantError> {
         // Acquire pairs with the Release in `bump`: a reader that sees the old epoch began
         // before the withdrawal was committed.
@@ -152,6 +167,8 @@ pub trait PurposeGrant: sealed::Sealed + std::fmt::Debug {
     fn component(&self) -> &str;
     /// Ok while the consent behind the grant is still valid.
     fn check(&self) -> Result<(), GrantError>;
+    /// Ok if the purpose's terms declare `category`.
+    fn covers(&self, category: DataCategory) -> Result<(), GrantError>;
 }
 
 impl<P: Purpose> sealed::Sealed for Grant<P> {}
@@ -167,6 +184,9 @@ impl<P: Purpose> PurposeGrant for Grant<P> {
     fn check(&self) -> Result<(), GrantError> {
         self.ticket.check()
     }
+    fn covers(&self, category: DataCategory) -> Result<(), GrantError> {
+        self.ticket.covers(category)
+    }
 }
 
 impl PurposeGrant for HostGrant {
@@ -178,6 +198,9 @@ impl PurposeGrant for HostGrant {
     }
     fn check(&self) -> Result<(), GrantError> {
         self.ticket.check()
+    }
+    fn covers(&self, category: DataCategory) -> Result<(), GrantError> {
+        self.ticket.covers(category)
     }
 }
 
@@ -191,11 +214,13 @@ pub struct ConsentLedger {
     terms: BTreeMap<PurposeId, Terms>,
     epochs: BTreeMap<PurposeId, Arc<AtomicU64>>,
     clock: Arc<dyn Clock>,
+    poisoned: bool,
 }
 
 impl ConsentLedger {
-    /// A ledger over `records` (ledger order) with `terms` in force.
-    pub fn new(
+    /// A ledger over `records` (ledger order) with `terms` in force. Crate-private: only the
+    /// store builds a ledger, from its sealed events.
+    pub(crate) fn new(
         records: Vec<ConsentRecord>,
         terms: BTreeMap<PurposeId, Terms>,
         clock: Arc<dyn Clock>,
@@ -205,7 +230,28 @@ impl ConsentLedger {
             terms,
             epochs: BTreeMap::new(),
             clock,
+            poisoned: false,
         }
+    }
+
+    /// Refuses every grant from now on (a consent event could not be read back).
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// Forgets every event and term (after an erase); outstanding grants stop working.
+    pub(crate) fn reset(&mut self) {
+        self.records.clear();
+        self.terms.clear();
+        self.poisoned = false;
+        for epoch in self.epochs.values() {
+            epoch.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Invalidates outstanding grants for `purpose` ahead of an event that ends its consent.
+    pub(crate) fn revoke(&mut self, purpose: &PurposeId) {
+        self.bump(purpose);
     }
 
     /// The events, in ledger order.
@@ -229,14 +275,14 @@ impl ConsentLedger {
     }
 
     /// Records a committed event; invalidates outstanding grants if consent is no longer valid.
-    pub fn append(&mut self, record: ConsentRecord) {
+    pub(crate) fn append(&mut self, record: ConsentRecord) {
         let purpose = record.purpose.clone();
         self.records.push(record);
         self.invalidate_unless_valid(&purpose);
     }
 
     /// Puts new terms in force; purposes whose terms changed lose their outstanding grants.
-    pub fn set_terms(&mut self, terms: BTreeMap<PurposeId, Terms>) {
+    pub(crate) fn set_terms(&mut self, terms: BTreeMap<PurposeId, Terms>) {
         let old = std::mem::replace(&mut self.terms, terms);
         let changed: Vec<PurposeId> = old
             .keys()
@@ -265,11 +311,17 @@ impl ConsentLedger {
 
     fn ticket(&mut self, purpose: PurposeId, component: &str) -> Result<Ticket, GrantError> {
         let status = self.status(&purpose);
-        if !status.valid_for_processing {
+        if self.poisoned || !status.valid_for_processing {
             return Err(GrantError::ConsentRequired(purpose));
         }
+        let categories = status
+            .terms
+            .as_ref()
+            .map(|t| t.data_categories.clone())
+            .unwrap_or_default();
         let epoch = self.epoch(&purpose);
         Ok(Ticket {
+            categories,
             minted_epoch: epoch.load(Ordering::Acquire),
             epoch,
             purpose,
@@ -280,7 +332,7 @@ impl ConsentLedger {
     }
 
     /// Mints a grant for built-in purpose `P` for `component`, if its consent is valid.
-    pub fn grant<P: Purpose>(&mut self, component: &str) -> Result<Grant<P>, GrantError> {
+    pub(crate) fn grant<P: Purpose>(&mut self, component: &str) -> Result<Grant<P>, GrantError> {
         Ok(Grant {
             ticket: self.ticket(PurposeId(P::ID.to_owned()), component)?,
             _purpose: PhantomData,
@@ -288,7 +340,7 @@ impl ConsentLedger {
     }
 
     /// Mints a grant for a host-registered purpose, if its consent is valid.
-    pub fn host_grant(
+    pub(crate) fn host_grant(
         &mut self,
         purpose: &PurposeId,
         component: &str,

@@ -10,8 +10,13 @@ use std::fmt;
 use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
+use crate::event::EventKind;
+
 /// Version of the consent-record format; persisted and signed with every record.
 pub const RECORD_VERSION: u8 = 1;
+
+/// Largest encoded consent record accepted when decoding.
+pub const MAX_RECORD_LEN: usize = 16 * 1024;
 
 /// Longest purpose identifier accepted.
 pub const MAX_PURPOSE_ID_LEN: usize = 48;
@@ -114,6 +119,16 @@ impl DataCategory {
         Self::OfferInteractions,
         Self::PersonalModel,
     ];
+
+    /// The category an event of `kind` belongs to.
+    pub fn of(kind: EventKind) -> Self {
+        match kind {
+            EventKind::Purchase => Self::Purchases,
+            EventKind::Redemption => Self::Redemptions,
+            EventKind::Visit => Self::Visits,
+            EventKind::OfferView | EventKind::OfferClick => Self::OfferInteractions,
+        }
+    }
 
     /// Plain-language name for privacy summaries.
     pub fn plain_name(self) -> &'static str {
@@ -428,6 +443,16 @@ impl ConsentRecord {
         bytes
     }
 
+    /// Decodes [`Self::canonical_bytes`] (bounded); `None` if it is not a valid record.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        match bytes.split_first() {
+            Some((&RECORD_VERSION, json)) if bytes.len() <= MAX_RECORD_LEN => {
+                serde_json::from_slice(json).ok()
+            }
+            _ => None,
+        }
+    }
+
     /// SHA-256 of [`Self::canonical_bytes`].
     pub fn sha256(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
@@ -526,11 +551,11 @@ pub fn derive_status<'a>(
         status.notice_version = Some(e.notice.version);
         status.pending_request = false;
     }
-    if let (ConsentState::Given, Some(until)) = (status.state, status.valid_until_ms) {
-        if now_ms >= until {
-            status.state = ConsentState::Expired;
-            status.since_ms = Some(until);
-        }
+    if let (ConsentState::Given, Some(until)) = (status.state, status.valid_until_ms)
+        && now_ms >= until
+    {
+        status.state = ConsentState::Expired;
+        status.since_ms = Some(until);
     }
     status.valid_for_processing = status.state == ConsentState::Given
         && current_terms.is_some()
