@@ -12,12 +12,22 @@ use super::error::{Error, Result, check_positive, check_range};
 
 /// The L2 norm of `update` (accumulated in f64); fails on a NaN or infinite coordinate.
 pub fn l2_norm(update: &[f32]) -> Result<f64> {
-    let mut sum = 0.0f64;
-    for (index, &x) in update.iter().enumerate() {
-        if !x.is_finite() {
-            return Err(Error::NonFinite { index });
+    // Eight independent accumulators let the compiler vectorize; a NaN or infinity anywhere
+    // makes the sum non-finite, and only then is the culprit looked for.
+    let mut lanes = [0.0f64; 8];
+    let mut chunks = update.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(x) * f64::from(x);
         }
-        sum += f64::from(x) * f64::from(x);
+    }
+    for (lane, &x) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane += f64::from(x) * f64::from(x);
+    }
+    let sum: f64 = lanes.iter().sum();
+    if !sum.is_finite() {
+        let index = update.iter().position(|x| !x.is_finite()).unwrap_or(0);
+        return Err(Error::NonFinite { index });
     }
     Ok(sum.sqrt())
 }
