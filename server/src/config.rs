@@ -404,6 +404,12 @@ fn check(ok: bool, field: &'static str, reason: impl FnOnce() -> String) -> Resu
     }
 }
 
+fn check_positive(value: f64, field: &'static str) -> Result<()> {
+    check(value.is_finite() && value > 0.0, field, || {
+        format!("must be a positive number, got {value}")
+    })
+}
+
 fn check_fraction(value: f64, field: &'static str) -> Result<()> {
     check((0.0..1.0).contains(&value), field, || {
         format!("must be in [0, 1), got {value}")
@@ -470,24 +476,12 @@ fn validate_model(model: &ModelShape, catalog: &[String]) -> Result<()> {
 }
 
 fn validate_privacy(p: &PrivacyConfig) -> Result<()> {
-    check(
-        p.epsilon_budget.is_finite() && p.epsilon_budget > 0.0,
-        "privacy.epsilon_budget",
-        || format!("must be a positive number, got {}", p.epsilon_budget),
-    )?;
+    check_positive(p.epsilon_budget, "privacy.epsilon_budget")?;
     check(p.delta > 0.0 && p.delta < 1e-2, "privacy.delta", || {
         format!("must be in (0, 0.01), got {}", p.delta)
     })?;
-    check(
-        p.clip_norm.is_finite() && p.clip_norm > 0.0,
-        "privacy.clip_norm",
-        || format!("must be a positive number, got {}", p.clip_norm),
-    )?;
-    check(
-        p.noise_multiplier.is_finite() && p.noise_multiplier > 0.0,
-        "privacy.noise_multiplier",
-        || format!("must be a positive number, got {}", p.noise_multiplier),
-    )?;
+    check_positive(p.clip_norm, "privacy.clip_norm")?;
+    check_positive(p.noise_multiplier, "privacy.noise_multiplier")?;
     check((1..=32).contains(&p.bits), "privacy.bits", || {
         format!("must be in 1..=32, got {}", p.bits)
     })?;
@@ -537,20 +531,10 @@ fn validate_secagg(s: &SecAggConfig) -> Result<()> {
 }
 
 fn validate_optimizer(o: &OptimizerConfig) -> Result<()> {
-    check(
-        o.learning_rate.is_finite() && o.learning_rate > 0.0,
-        "optimizer.learning_rate",
-        || format!("must be a positive number, got {}", o.learning_rate),
-    )?;
-    check((0.0..1.0).contains(&o.beta1), "optimizer.beta1", || {
-        format!("must be in [0, 1), got {}", o.beta1)
-    })?;
-    check((0.0..1.0).contains(&o.beta2), "optimizer.beta2", || {
-        format!("must be in [0, 1), got {}", o.beta2)
-    })?;
-    check(o.tau.is_finite() && o.tau > 0.0, "optimizer.tau", || {
-        format!("must be a positive number, got {}", o.tau)
-    })
+    check_positive(f64::from(o.learning_rate), "optimizer.learning_rate")?;
+    check_fraction(f64::from(o.beta1), "optimizer.beta1")?;
+    check_fraction(f64::from(o.beta2), "optimizer.beta2")?;
+    check_positive(f64::from(o.tau), "optimizer.tau")
 }
 
 #[cfg(test)]

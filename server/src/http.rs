@@ -42,7 +42,7 @@ use crate::clock::Millis;
 use crate::error::Error;
 use crate::metrics;
 use crate::service::{Service, parse_stage};
-use crate::storage::{DeviceRecord, RoundId, SubmitOutcome};
+use crate::storage::{DeviceRecord, RoundId, SessionRecord, SubmitOutcome};
 
 /// HTTP-level limits and TLS.
 #[derive(Debug, Clone)]
@@ -366,19 +366,26 @@ async fn check_in(
     Ok(Json(json!({ "round_id": round, "member_id": member })).into_response())
 }
 
+/// The round's session (SecAgg+ parameters and DP plan) once the cohort is fixed.
+async fn round_session(
+    state: &AppState,
+    device: DeviceRecord,
+    round: &str,
+) -> Result<Option<SessionRecord>, ApiError> {
+    let round = parse_round(round)?;
+    let service = Arc::clone(&state.service);
+    blocking(move || service.session(&device, round)).await
+}
+
 async fn session(
     State(state): State<AppState>,
     Device(device): Device,
     Path(round): Path<String>,
 ) -> Result<Response, ApiError> {
-    let round = parse_round(&round)?;
-    let service = Arc::clone(&state.service);
-    Ok(
-        match blocking(move || service.session(&device, round)).await? {
-            Some(bytes) => octets(bytes),
-            None => not_ready(),
-        },
-    )
+    Ok(match round_session(&state, device, &round).await? {
+        Some(session) => octets(session.secagg),
+        None => not_ready(),
+    })
 }
 
 async fn dp_plan(
@@ -386,21 +393,17 @@ async fn dp_plan(
     Device(device): Device,
     Path(round): Path<String>,
 ) -> Result<Response, ApiError> {
-    let round = parse_round(&round)?;
-    let service = Arc::clone(&state.service);
-    Ok(
-        match blocking(move || service.dp_plan(&device, round)).await? {
-            Some(json) => (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                json,
-            )
-                .into_response(),
-            None => not_ready(),
-        },
-    )
+    Ok(match round_session(&state, device, &round).await? {
+        Some(session) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            session.dp_plan,
+        )
+            .into_response(),
+        None => not_ready(),
+    })
 }
 
 async fn submit(

@@ -52,7 +52,10 @@ fn check(params: &[f32], delta: &[f32]) -> Result<()> {
             got: delta.len(),
         });
     }
-    if let Some(i) = delta.iter().position(|d| !d.is_finite()) {
+    // A branch-free pass (vectorised) first; the index is only searched on failure.
+    let all_finite = delta.iter().fold(true, |ok, d| ok & d.is_finite());
+    if !all_finite {
+        let i = delta.iter().position(|d| !d.is_finite()).unwrap_or(0);
         return Err(Error::Corrupt {
             what: "aggregate update",
             reason: format!("coordinate {i} is not finite"),
@@ -78,24 +81,26 @@ pub fn fedadam(
     check(params, delta)?;
     let n = params.len();
     let fresh = state.m.len() != n || state.v.len() != n;
-    let (b1, b2) = (config.beta1, config.beta2);
-    let mut next = OptimizerState {
-        m: Vec::with_capacity(n),
-        v: Vec::with_capacity(n),
+    let mut next = if fresh {
+        OptimizerState {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
+    } else {
+        state.clone()
     };
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let (m0, v0) = if fresh {
-            (0.0, 0.0)
-        } else {
-            (state.m[i], state.v[i])
-        };
-        let d = delta[i];
-        let m = b1 * m0 + (1.0 - b1) * d;
-        let v = b2 * v0 + (1.0 - b2) * d * d;
-        out.push(params[i] + config.learning_rate * m / (v.sqrt() + config.tau));
-        next.m.push(m);
-        next.v.push(v);
+    let (b1, b2, lr, tau) = (config.beta1, config.beta2, config.learning_rate, config.tau);
+    let mut out = params.to_vec();
+    // Zipped slices, no indexing: the loop vectorises (sqrt and division included).
+    for (((x, m), v), d) in out
+        .iter_mut()
+        .zip(next.m.iter_mut())
+        .zip(next.v.iter_mut())
+        .zip(delta)
+    {
+        *m = b1 * *m + (1.0 - b1) * d;
+        *v = b2 * *v + (1.0 - b2) * d * d;
+        *x += lr * *m / (v.sqrt() + tau);
     }
     Ok((out, next))
 }

@@ -17,7 +17,7 @@ use crate::model_blob;
 use crate::optimizer::OptimizerState;
 use crate::storage::{
     CheckIn, DeviceRecord, ModelRecord, PopulationRecord, RoundId, RoundPhase, RoundRecord,
-    Storage, Submission, SubmitOutcome,
+    SessionRecord, Storage, Submission, SubmitOutcome,
 };
 use crate::token::{BearerToken, random_id, sha256};
 
@@ -346,10 +346,16 @@ impl Service {
     }
 
     /// Checks `device` in to round `id`; returns its member id.
+    ///
+    /// The server enforces the population's contribution bounds itself (minimum separation
+    /// and per-day cap), so a device that ignores its own eligibility checks gains nothing.
     pub fn check_in(&self, device: &DeviceRecord, id: RoundId) -> Result<u32> {
         let round = self.own_round(device, id)?;
-        let max =
-            u32::try_from(self.config(&device.population)?.secagg().cohort_max).unwrap_or(u32::MAX);
+        let config = self.config(&device.population)?;
+        if self.store.member_of(round.id, &device.id)?.is_none() {
+            self.check_contribution_bounds(device, config.eligibility())?;
+        }
+        let max = u32::try_from(config.secagg().cohort_max).unwrap_or(u32::MAX);
         // Concurrent check-ins may race for a member id; the loser retries.
         for _ in 0..8 {
             match self
@@ -379,6 +385,31 @@ impl Service {
         })
     }
 
+    fn check_contribution_bounds(
+        &self,
+        device: &DeviceRecord,
+        policy: &EligibilityPolicy,
+    ) -> Result<()> {
+        const HOUR_MS: i64 = 3_600_000;
+        let now = self.clock.now_ms();
+        let separation = i64::from(policy.min_separation_hours) * HOUR_MS;
+        let recent = self
+            .store
+            .check_ins_since(&device.id, now - separation.max(24 * HOUR_MS))?;
+        let today = recent.iter().filter(|t| now - **t < 24 * HOUR_MS).count();
+        if today >= policy.max_per_day as usize {
+            return Err(Error::Forbidden(
+                "not eligible: the device reached the population's per-day participation cap",
+            ));
+        }
+        if recent.last().is_some_and(|last| now - last < separation) {
+            return Err(Error::Forbidden(
+                "not eligible: the device took part too recently (minimum separation)",
+            ));
+        }
+        Ok(())
+    }
+
     /// The member's round and id; fails unless `device` checked in to `id`.
     fn membership(&self, device: &DeviceRecord, id: RoundId) -> Result<(RoundRecord, u32)> {
         let round = self.own_round(device, id)?;
@@ -389,22 +420,13 @@ impl Service {
         Ok((round, member))
     }
 
-    /// The round's SecAgg+ session parameters, once the cohort is fixed.
-    pub fn session(&self, device: &DeviceRecord, id: RoundId) -> Result<Option<Vec<u8>>> {
+    /// The round's session (SecAgg+ parameters and DP plan), once the cohort is fixed.
+    pub fn session(&self, device: &DeviceRecord, id: RoundId) -> Result<Option<SessionRecord>> {
         let (round, _) = self.membership(device, id)?;
         if round.phase == RoundPhase::Aborted {
             return Err(Error::Gone("the round was aborted"));
         }
-        Ok(round.session.map(|s| s.secagg))
-    }
-
-    /// The round's DP encoding plan (JSON), once the cohort is fixed.
-    pub fn dp_plan(&self, device: &DeviceRecord, id: RoundId) -> Result<Option<String>> {
-        let (round, _) = self.membership(device, id)?;
-        if round.phase == RoundPhase::Aborted {
-            return Err(Error::Gone("the round was aborted"));
-        }
-        Ok(round.session.map(|s| s.dp_plan))
+        Ok(round.session)
     }
 
     fn session_params(&self, round: &RoundRecord) -> Result<Option<Arc<SessionParams>>> {

@@ -236,3 +236,61 @@ fn metrics_are_prometheus_text_without_device_ids() {
     assert!(!text.contains(&device.device_id));
     assert_eq!(http.get("/healthz", None, &[]).status, 200);
 }
+
+/// Ends `round` (as if its deadline passed) and waits for the driver to open the next.
+fn next_round(server: &TestServer, device: &Device, round: i64) -> i64 {
+    server
+        .service()
+        .store()
+        .abort_round(round, covey_server::storage::RoundPhase::CheckIn, "test", 0)
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let plan = device.plan();
+        if let Some(id) = plan["round"]["id"].as_i64().filter(|id| *id != round) {
+            return id;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{plan}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A second check-in under `policy_edit` is refused with a message containing `reason`.
+fn second_check_in_is_refused(name: &str, policy_edit: (&str, &str), reason: &str) {
+    let config = common::small_config(name).replace(policy_edit.0, policy_edit.1);
+    let server = TestServer::with_config(&config, http_config(), true);
+    let device = Device::register(&Http::new(&server.base), name);
+    let (round, member) = device.check_in();
+    // Checking in again to the same round is idempotent, not a second participation.
+    let again = device.post(&format!("/v1/rounds/{round}/check-in"), b"");
+    assert_eq!(
+        (again.status, again.json()["member_id"].as_u64()),
+        (200, Some(u64::from(member)))
+    );
+    let next = next_round(&server, &device, round);
+    let refused = device.post(&format!("/v1/rounds/{next}/check-in"), b"");
+    let json = refused.json();
+    assert_eq!(
+        (refused.status, json["error"].as_str()),
+        (403, Some("forbidden")),
+        "{json}"
+    );
+    assert!(json["message"].as_str().unwrap().contains(reason), "{json}");
+}
+
+#[test]
+fn the_server_enforces_the_per_day_cap_and_minimum_separation() {
+    second_check_in_is_refused(
+        "capped",
+        ("max_per_day = 24", "max_per_day = 1"),
+        "per-day participation cap",
+    );
+    second_check_in_is_refused(
+        "separated",
+        ("min_separation_hours = 0", "min_separation_hours = 48"),
+        "minimum separation",
+    );
+}

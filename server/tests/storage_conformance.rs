@@ -186,6 +186,13 @@ fn one_active_round_per_population_and_check_in_up_to_the_cap() {
         assert_eq!(members[2], (devices[2].id.clone(), 2));
         assert_eq!(store.member_of(id, &devices[2].id).unwrap(), Some(2));
         assert_eq!(store.member_of(id, &devices[3].id).unwrap(), None);
+        assert_eq!(store.check_ins_since(&devices[1].id, 0).unwrap(), [5_100]);
+        assert!(
+            store
+                .check_ins_since(&devices[1].id, 5_101)
+                .unwrap()
+                .is_empty()
+        );
 
         let stage1 = RoundPhase::Stage(Stage::AdvertiseKeys);
         let session = SessionRecord {

@@ -361,6 +361,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn check_in(&self, id: RoundId, device: &str, cohort_max: u32, now: Millis) -> Result<CheckIn>;
     /// A round's members as `(device id, member id)`, by member id.
     fn members(&self, id: RoundId) -> Result<Vec<(String, u32)>>;
+    /// When `device` was admitted to rounds at or after `since`, oldest first.
+    fn check_ins_since(&self, device: &str, since: Millis) -> Result<Vec<Millis>>;
     /// The member id of `device` in round `id`, if it checked in.
     fn member_of(&self, id: RoundId, device: &str) -> Result<Option<u32>>;
     /// Completes a round, publishes its model version and charges the ledger, atomically.

@@ -280,8 +280,18 @@ fn expect_one(changed: u64, what: &'static str, expected: impl std::fmt::Display
     }
 }
 
+/// Runs an `INSERT ... ON CONFLICT DO NOTHING`; [`Error::AlreadyExists`] if it inserted
+/// nothing.
+fn insert_new(tx: &mut dyn Tx, sql: &str, params: &[Value], what: &'static str) -> Result<()> {
+    if tx.execute(sql, params)? == 0 {
+        return Err(Error::AlreadyExists(what));
+    }
+    Ok(())
+}
+
 fn insert_model(tx: &mut dyn Tx, m: &ModelRecord) -> Result<()> {
-    let changed = tx.execute(
+    insert_new(
+        tx,
         "INSERT INTO model_versions \
          (population, version, round_id, params, optimizer_state, digest, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -294,11 +304,8 @@ fn insert_model(tx: &mut dyn Tx, m: &ModelRecord) -> Result<()> {
             blob(&m.digest),
             int(m.created_at),
         ],
-    )?;
-    if changed == 0 {
-        return Err(Error::AlreadyExists("model version"));
-    }
-    Ok(())
+        "model version",
+    )
 }
 
 /// Drops a finished round's queued payloads and server messages (they are masked, but
@@ -318,8 +325,9 @@ impl<D: Database> Storage for SqlStorage<D> {
     }
 
     fn create_population(&self, p: &PopulationRecord) -> Result<()> {
-        let changed = self.tx(|tx| {
-            tx.execute(
+        self.tx(|tx| {
+            insert_new(
+                tx,
                 "INSERT INTO populations (name, config, catalog, created_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 &[
@@ -328,12 +336,9 @@ impl<D: Database> Storage for SqlStorage<D> {
                     text(&p.catalog.join("\n")),
                     int(p.created_at),
                 ],
+                "population",
             )
-        })?;
-        if changed == 0 {
-            return Err(Error::AlreadyExists("population"));
-        }
-        Ok(())
+        })
     }
 
     fn population(&self, name: &str) -> Result<Option<PopulationRecord>> {
@@ -353,8 +358,9 @@ impl<D: Database> Storage for SqlStorage<D> {
     }
 
     fn register_device(&self, d: &DeviceRecord, token: &TokenHash) -> Result<()> {
-        let changed = self.tx(|tx| {
-            tx.execute(
+        self.tx(|tx| {
+            insert_new(
+                tx,
                 "INSERT INTO devices (id, population, token_hash, registered_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 &[
@@ -363,12 +369,9 @@ impl<D: Database> Storage for SqlStorage<D> {
                     blob(&token.0),
                     int(d.registered_at),
                 ],
+                "device",
             )
-        })?;
-        if changed == 0 {
-            return Err(Error::AlreadyExists("device"));
-        }
-        Ok(())
+        })
     }
 
     fn device_by_token(&self, token: &TokenHash) -> Result<Option<DeviceRecord>> {
@@ -528,7 +531,8 @@ impl<D: Database> Storage for SqlStorage<D> {
             )?;
             expect_one(changed, "round", t.from.name())?;
             for (member, payload) in t.messages {
-                let changed = tx.execute(
+                insert_new(
+                    tx,
                     "INSERT INTO outbox (round_id, stage, member, payload) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                     &[
@@ -537,10 +541,8 @@ impl<D: Database> Storage for SqlStorage<D> {
                         int(i64::from(*member)),
                         blob(payload),
                     ],
+                    "stage message",
                 )?;
-                if changed == 0 {
-                    return Err(Error::AlreadyExists("stage message"));
-                }
             }
             Ok(())
         })
@@ -597,6 +599,15 @@ impl<D: Database> Storage for SqlStorage<D> {
             "SELECT device_id, member FROM round_members WHERE round_id = $1 ORDER BY member",
             &[int(id)],
             |row| Ok((row.text(0)?, member_id(row.int(1)?)?)),
+        )
+    }
+
+    fn check_ins_since(&self, device: &str, since: Millis) -> Result<Vec<Millis>> {
+        self.query_all(
+            "SELECT joined_at FROM round_members WHERE device_id = $1 AND joined_at >= $2 \
+             ORDER BY joined_at",
+            &[text(device), int(since)],
+            |row| row.int(0),
         )
     }
 
