@@ -9,6 +9,8 @@ use covey_protocol::accounting::{
     calibrate_noise_multiplier,
 };
 
+mod plan;
+
 /// `covey privacy ...`
 #[derive(Debug, Args)]
 pub struct PrivacyArgs {
@@ -22,6 +24,8 @@ enum PrivacyCommand {
     Epsilon(EpsilonArgs),
     /// The smallest noise multiplier that keeps T rounds within (ε, δ).
     Calibrate(CalibrateArgs),
+    /// The DP encoding plan of a round: bit width, scale, per-member noise, overflow bound.
+    Plan(plan::PlanArgs),
 }
 
 /// How members are selected each round.
@@ -100,11 +104,12 @@ pub fn run(args: PrivacyArgs) -> ExitCode {
     match args.command {
         PrivacyCommand::Epsilon(args) => report(args.json, epsilon(&args)),
         PrivacyCommand::Calibrate(args) => report(args.json, calibrate(&args)),
+        PrivacyCommand::Plan(args) => report(args.json, plan::plan(&args)),
     }
 }
 
 /// A computed figure: its JSON object and its line of text.
-type Outcome = accounting::Result<(serde_json::Value, String)>;
+type Outcome<E = accounting::Error> = Result<(serde_json::Value, String), E>;
 
 fn epsilon(args: &EpsilonArgs) -> Outcome {
     let event = PrivacyEvent {
@@ -162,7 +167,7 @@ fn calibrate(args: &CalibrateArgs) -> Outcome {
     Ok((json, text))
 }
 
-fn report(json: bool, outcome: Outcome) -> ExitCode {
+fn report<E: std::fmt::Display>(json: bool, outcome: Outcome<E>) -> ExitCode {
     match outcome {
         Ok((value, text)) => {
             if json {
