@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod device;
+mod eval;
 mod privacy;
 mod secagg;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// The member's encrypted store on this computer: record, import, list, export, erase.
     Device(device::DeviceArgs),
+    /// Offline recommender quality: popularity vs centralized MF, full-catalog ranking.
+    Eval(eval::EvalArgs),
     /// Privacy accounting: epsilon of a schedule, noise for a target.
     Privacy(privacy::PrivacyArgs),
     /// SecAgg+ secure aggregation: in-process simulation.
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Device(args) => device::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Privacy(args) => privacy::run(args),
         Command::Secagg(args) => secagg::run(args),
     }
