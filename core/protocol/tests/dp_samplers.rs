@@ -130,17 +130,21 @@ fn exact_skellam_matches_the_bessel_pmf_with_the_right_tail() {
     let pmf = skellam_pmf(mu, 200);
     let (stat, df) = chi_square(&samples, symmetric(pmf.clone()), -30, 30);
     assert!(stat < chi_square_critical(df), "χ²={stat} df={df}");
-    // Tail: P(|X| > 3σ) against the pmf, within 5 binomial standard errors.
-    let cut = (3.0 * (2.0 * mu).sqrt()) as usize;
+    assert_tail(&samples, &pmf, (3.0 * (2.0 * mu).sqrt()) as usize);
+}
+
+/// The frequency of `|X| > cut` against the (one-sided, symmetric) pmf, within 5 binomial
+/// standard errors.
+fn assert_tail(samples: &[i64], pmf: &[f64], cut: usize) {
     let tail: f64 = 2.0 * pmf[cut + 1..].iter().sum::<f64>();
     let seen = samples
         .iter()
         .filter(|s| s.unsigned_abs() as usize > cut)
         .count() as f64;
-    let expected = tail * DRAWS as f64;
+    let expected = tail * samples.len() as f64;
     assert!(
         (seen - expected).abs() < 5.0 * expected.sqrt(),
-        "{seen} vs {expected}"
+        "tail beyond {cut}: {seen} vs {expected}"
     );
 }
 
@@ -173,17 +177,7 @@ fn discrete_gaussian_matches_its_pmf_for_narrow_and_wide_scales() {
             stat < chi_square_critical(df),
             "σ={sigma}: χ²={stat} df={df}"
         );
-        let cut = (2.5 * sigma) as usize;
-        let tail: f64 = 2.0 * pmf[cut + 1..].iter().sum::<f64>();
-        let seen = samples
-            .iter()
-            .filter(|s| s.unsigned_abs() as usize > cut)
-            .count() as f64;
-        let expected = tail * DRAWS as f64;
-        assert!(
-            (seen - expected).abs() < 5.0 * expected.sqrt(),
-            "{seen} vs {expected}"
-        );
+        assert_tail(&samples, &pmf, (2.5 * sigma) as usize);
     }
 }
 

@@ -142,6 +142,48 @@ pub struct OverflowBound {
     pub per_vector: f64,
 }
 
+/// The checks a plan and a request share: sizes, clip, rounding parameter, bit width.
+fn check_shape(
+    cohort: u32,
+    dimension: u32,
+    clip: f64,
+    rounding_beta: f64,
+    bits: Option<u32>,
+) -> Result<()> {
+    check_range(
+        "dimension",
+        f64::from(dimension),
+        1.0,
+        f64::from(MAX_DIMENSION),
+        "1 ..= 2^26 coordinates",
+    )?;
+    check_range(
+        "cohort",
+        f64::from(cohort),
+        1.0,
+        f64::from(MAX_COHORT),
+        "1 ..= 2^24 members",
+    )?;
+    check_positive("clip", clip)?;
+    check_range(
+        "rounding_beta",
+        rounding_beta,
+        0.0,
+        1.0 - f64::EPSILON,
+        "in [0, 1)",
+    )?;
+    if let Some(bits) = bits {
+        check_range(
+            "bits",
+            f64::from(bits),
+            1.0,
+            f64::from(MAX_BITS),
+            "1 ..= 32",
+        )?;
+    }
+    Ok(())
+}
+
 impl DpPlan {
     /// Checks every field: what a device runs before encoding with a plan it received.
     pub fn validate(&self) -> Result<()> {
@@ -151,19 +193,12 @@ impl DpPlan {
                 supported: PLAN_VERSION,
             });
         }
-        check_range(
-            "dimension",
-            f64::from(self.dimension),
-            1.0,
-            f64::from(MAX_DIMENSION),
-            "1 ..= 2^26 coordinates",
-        )?;
-        check_range(
-            "cohort",
-            f64::from(self.cohort),
-            1.0,
-            f64::from(MAX_COHORT),
-            "1 ..= 2^24 members",
+        check_shape(
+            self.cohort,
+            self.dimension,
+            self.clip,
+            self.rounding_beta,
+            Some(self.bits),
         )?;
         check_range(
             "min_survivors",
@@ -172,22 +207,7 @@ impl DpPlan {
             f64::from(self.cohort),
             "1 ..= cohort",
         )?;
-        check_range(
-            "bits",
-            f64::from(self.bits),
-            1.0,
-            f64::from(MAX_BITS),
-            "1 ..= 32",
-        )?;
-        check_positive("clip", self.clip)?;
         check_positive("scale", self.scale)?;
-        check_range(
-            "rounding_beta",
-            self.rounding_beta,
-            0.0,
-            1.0 - f64::EPSILON,
-            "in [0, 1)",
-        )?;
         check_range(
             "scale * clip",
             self.l2_bound(),
@@ -482,22 +502,14 @@ impl PlanRequest {
     }
 
     fn validate(&self) -> Result<()> {
-        check_range(
-            "cohort",
-            f64::from(self.cohort),
-            1.0,
-            f64::from(MAX_COHORT),
-            "1 ..= 2^24",
+        check_shape(
+            self.cohort,
+            self.dimension,
+            self.clip,
+            self.rounding_beta,
+            self.bits,
         )?;
         check_range("max_dropout", self.max_dropout, 0.0, 0.999, "in [0, 0.999]")?;
-        check_range(
-            "dimension",
-            f64::from(self.dimension),
-            1.0,
-            f64::from(MAX_DIMENSION),
-            "1 ..= 2^26",
-        )?;
-        check_positive("clip", self.clip)?;
         check_positive("noise_multiplier", self.noise_multiplier)?;
         check_range(
             "overflow_sigmas",
@@ -513,22 +525,6 @@ impl PlanRequest {
             10.0,
             "in [1e-6, 10]",
         )?;
-        check_range(
-            "rounding_beta",
-            self.rounding_beta,
-            0.0,
-            1.0 - f64::EPSILON,
-            "in [0, 1)",
-        )?;
-        if let Some(bits) = self.bits {
-            check_range(
-                "bits",
-                f64::from(bits),
-                1.0,
-                f64::from(MAX_BITS),
-                "1 ..= 32",
-            )?;
-        }
         if let Some(adaptive) = &self.adaptive {
             adaptive.validate()?;
             // The indicator's noise comes out of the same budget: σ_b must exceed z / 2.
