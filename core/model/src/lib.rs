@@ -1,4 +1,42 @@
-//! Covey's on-device recommender.
+//! Covey's on-device recommender: implicit-feedback matrix factorization that trains on the
+//! phone and contributes to a shared model only through a dense, fixed-shape delta.
+//!
+//! - [`GlobalModel`]: the server's item table, item biases and hashed feature table (cold
+//!   start by category and price band) over a [`Catalog`]; versioned byte blobs.
+//! - [`MemberHistory`]: loyalty events turned into per-item confidence ([`WeightConfig`]:
+//!   purchase > redemption > visit > offer click > view, recency decay, repeats add up).
+//! - [`solve_user`]: the private user vector in closed form (FedRecon; no state between rounds).
+//! - [`Trainer::local_round`]: candle Var + backprop on the member's items and sampled
+//!   negatives, on a bounded thread pool; returns a [`Delta`] as long as the whole parameter
+//!   vector whatever the history ([`ParamLayout`]).
+//! - [`Recommender`]: top-k with exclusions and explanations; the global ranking when the
+//!   member has not consented or has too little history ([`Basis`] says which).
+//! - [`generate_population`], [`Dataset::from_csv`], [`run_evaluation`], [`evaluate_model`]:
+//!   synthetic data, real logs, and the leave-last-out harness.
+//!
+//! ```
+//! use covey_model::*;
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::SeedableRng;
+//!
+//! # fn main() -> Result<()> {
+//! let mut rng = ChaCha20Rng::seed_from_u64(7);
+//! let config = ModelConfig { shape: ModelShape { dim: 8, feature_rows: 16 }, ..ModelConfig::default() };
+//! let items = (0..50).map(|i| ItemInfo::new(format!("sku-{i}"))).collect();
+//! let model = GlobalModel::init(Catalog::new(items)?, config.shape, &mut rng)?;
+//! let events: Vec<WeightedEvent> = [3, 4, 9]
+//!     .iter()
+//!     .map(|&row| WeightedEvent { row, weight: 1.0, time_ms: 0, kind: None })
+//!     .collect();
+//! let history = MemberHistory::from_weighted(&events, &config.weights, 0);
+//!
+//! let round = Trainer::new(config.clone())?.local_round(&model, &history, &mut rng)?;
+//! assert_eq!(round.delta.len(), model.layout().len()); // always the whole table
+//!
+//! let recs = Recommender::new(&model, Some(&history), &config)?.recommend(5, &RecommendFilter::default());
+//! assert_eq!(recs.basis, Basis::Personalized);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

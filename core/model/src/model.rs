@@ -159,7 +159,8 @@ impl GlobalModel {
         &self.params[l.bias_offset()..l.feature_offset()]
     }
 
-    pub(crate) fn item_features(&self) -> &[[u32; 2]] {
+    /// Each item's hashed feature rows, `[category row, price-band row]`, in catalog order.
+    pub fn item_features(&self) -> &[[u32; 2]] {
         &self.item_features
     }
 

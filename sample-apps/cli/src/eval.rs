@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use covey_model::{Dataset, EvalConfig, EvalReport, Split, SyntheticConfig, generate_population, run_evaluation};
+use covey_model::{
+    Dataset, EvalConfig, EvalReport, Split, SyntheticConfig, generate_population, run_evaluation,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -15,7 +17,11 @@ use rand_core::SeedableRng;
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Interaction log: CSV `user_id,item_id,timestamp[,weight|rating]` with a header.
-    #[arg(long, required_unless_present = "synthetic", conflicts_with = "synthetic")]
+    #[arg(
+        long,
+        required_unless_present = "synthetic",
+        conflicts_with = "synthetic"
+    )]
     interactions: Option<PathBuf>,
     /// With `--interactions`: optional item file, CSV `item_id,category[,price]` with a
     /// header. With `--synthetic`: number of catalog items (default 1000).
@@ -63,19 +69,33 @@ pub fn run(args: EvalArgs) -> ExitCode {
 
 fn evaluate(args: &EvalArgs) -> Result<EvalReport, Box<dyn std::error::Error>> {
     let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
-    let mut config = EvalConfig { epochs: args.epochs, exclude_train_items: !args.include_train_items, ..EvalConfig::default() };
+    let mut config = EvalConfig {
+        epochs: args.epochs,
+        exclude_train_items: !args.include_train_items,
+        ..EvalConfig::default()
+    };
     config.model.shape.dim = args.dim;
     let dataset = match &args.interactions {
         Some(path) => {
-            let items = args.items.as_deref().map(|p| open(Path::new(p))).transpose()?;
+            let items = args
+                .items
+                .as_deref()
+                .map(|p| open(Path::new(p)))
+                .transpose()?;
             Dataset::from_csv(open(path)?, items)?
         }
         None => {
             let items = match &args.items {
-                Some(n) => n.parse().map_err(|_| "--items must be a number with --synthetic")?,
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| "--items must be a number with --synthetic")?,
                 None => SyntheticConfig::default().items,
             };
-            let synth = SyntheticConfig { members: args.members, items, ..SyntheticConfig::default() };
+            let synth = SyntheticConfig {
+                members: args.members,
+                items,
+                ..SyntheticConfig::default()
+            };
             generate_population(&synth, &mut rng)?.to_dataset(&config.model.weights)
         }
     };
@@ -86,10 +106,16 @@ fn evaluate(args: &EvalArgs) -> Result<EvalReport, Box<dyn std::error::Error>> {
 }
 
 fn open(path: &Path) -> Result<BufReader<File>, Box<dyn std::error::Error>> {
-    File::open(path).map(BufReader::new).map_err(|e| format!("{}: {e}", path.display()).into())
+    File::open(path)
+        .map(BufReader::new)
+        .map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
-fn export(dataset: &Dataset, config: &EvalConfig, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+fn export(
+    dataset: &Dataset,
+    config: &EvalConfig,
+    dir: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir)?;
     let split = Split::leave_last_out(dataset, config);
     let (train, test) = split.partition(dataset);
@@ -101,7 +127,11 @@ fn export(dataset: &Dataset, config: &EvalConfig, dir: &Path) -> Result<(), Box<
 
 fn print_report(report: &EvalReport, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
         return;
     }
     let d = &report.dataset;
@@ -112,9 +142,16 @@ fn print_report(report: &EvalReport, json: bool) {
         d.interactions,
         d.train_interactions,
         d.test_members,
-        if d.exclude_train_items { ", training items excluded" } else { "" }
+        if d.exclude_train_items {
+            ", training items excluded"
+        } else {
+            ""
+        }
     );
-    println!("{:<16} {:>8} {:>10} {:>12} {:>10}", "model", "HR@10", "NDCG@10", "coverage@10", "train s");
+    println!(
+        "{:<16} {:>8} {:>10} {:>12} {:>10}",
+        "model", "HR@10", "NDCG@10", "coverage@10", "train s"
+    );
     for r in &report.results {
         println!(
             "{:<16} {:>8.4} {:>10.4} {:>12.4} {:>10.2}",
