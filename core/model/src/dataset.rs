@@ -57,16 +57,7 @@ impl Dataset {
         let mut rows: HashMap<String, u32> = HashMap::new();
         if let Some(items) = items {
             for item in read_items(items)? {
-                if rows
-                    .insert(item.id.clone(), catalog_items.len() as u32)
-                    .is_some()
-                {
-                    return Err(Error::Csv {
-                        file: "items",
-                        line: 0,
-                        reason: format!("duplicate item id {:?}", item.id),
-                    });
-                }
+                rows.insert(item.id.clone(), catalog_items.len() as u32);
                 catalog_items.push(item);
             }
         }
@@ -336,6 +327,7 @@ fn read_items(input: impl BufRead) -> Result<Vec<ItemInfo>> {
     let price_col = find(&["price", "priceminor"]);
     let band_col = find(&["priceband"]);
     let mut items = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for line in lines {
         let (no, text) = line?;
         if text.trim().is_empty() {
@@ -349,6 +341,9 @@ fn read_items(input: impl BufRead) -> Result<Vec<ItemInfo>> {
             .ok_or_else(|| csv_err("items", no, "missing item_id"))?;
         if id.len() > MAX_ITEM_ID_LEN {
             return Err(csv_err("items", no, "item id too long"));
+        }
+        if !seen.insert(id.to_string()) {
+            return Err(csv_err("items", no, "duplicate item id"));
         }
         let category = f
             .get(category_col)
@@ -442,6 +437,18 @@ mod tests {
             Err(Error::Csv {
                 file: "items",
                 line: 2,
+                ..
+            })
+        ));
+        let dup = load(
+            "user_id,item_id,timestamp\n1,a,5\n",
+            Some("item_id,category\na,x\nb,y\na,z\n"),
+        );
+        assert!(matches!(
+            dup,
+            Err(Error::Csv {
+                file: "items",
+                line: 4,
                 ..
             })
         ));

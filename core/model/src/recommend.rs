@@ -173,7 +173,7 @@ impl<'a> Recommender<'a> {
         let user = self.personal.as_ref().ok().map(UserSolve::vector);
         let scores = score_all(self.model, user);
         let catalog = self.model.catalog();
-        let excluded: Vec<u32> = filter
+        let excluded: std::collections::HashSet<u32> = filter
             .exclude_items
             .iter()
             .filter_map(|id| catalog.row(id))
