@@ -149,7 +149,8 @@ pub fn summarize(
         plain_language: plain_language(registry, &purposes),
         last_training_ms: last_time(audit, |e| matches!(e, AuditEvent::Training { .. })),
         last_upload_ms: last_time(audit, |e| matches!(e, AuditEvent::Upload(_))),
-        cumulative_epsilon: egress.iter().map(|e| e.epsilon).sum(),
+        // A fold from +0.0: an empty f64 `sum()` is -0.0, which prints as "-0".
+        cumulative_epsilon: egress.iter().fold(0.0, |acc, e| acc + e.epsilon),
         egress,
         data_uses: data_uses(audit),
         metrics: metrics(records),

@@ -21,12 +21,22 @@ fn a_receipt_is_provably_in_the_audit_log_and_a_forged_one_is_not() {
     let fx = Fixture::new();
     let d = fx.device();
     let given = d
-        .decide(&PurposeId::personalization(), ConsentEventKind::Given, 1, "onboarding")
+        .decide(
+            &PurposeId::personalization(),
+            ConsentEventKind::Given,
+            1,
+            "onboarding",
+        )
         .expect("give");
     verify_receipt(&given.receipt, Some(d.public_key())).expect("genuine");
     // More entries after it: the proof is against a later, larger checkpoint.
-    d.decide(&PurposeId::analytics(), ConsentEventKind::Refused, 1, "onboarding")
-        .expect("refuse");
+    d.decide(
+        &PurposeId::analytics(),
+        ConsentEventKind::Refused,
+        1,
+        "onboarding",
+    )
+    .expect("refuse");
     let record_id = &given.receipt.body.record.record_id;
     let proof = d.inclusion_proof(record_id).expect("proof");
     assert!(proof.checkpoint.tree_size > proof.leaf_index + 1);
@@ -56,13 +66,16 @@ fn withdrawing_personalization_erases_its_derived_state_without_a_trace() {
     let fx = Fixture::new();
     let d = fx.device();
     let p = PurposeId::personalization();
-    d.decide(&p, ConsentEventKind::Given, 1, "onboarding").expect("give");
+    d.decide(&p, ConsentEventKind::Given, 1, "onboarding")
+        .expect("give");
     let mut state = CANARY.repeat(40);
     state.extend_from_slice(b"tail");
     fx.store
         .put_blob("personalization/user_state", &state)
         .expect("personal state");
-    fx.store.put_blob("global_model", b"shared item table").expect("global");
+    fx.store
+        .put_blob("global_model", b"shared item table")
+        .expect("global");
     let grant = d.grant::<Personalization>("recommender").expect("grant");
     assert_eq!(
         fx.store
@@ -80,7 +93,9 @@ fn withdrawing_personalization_erases_its_derived_state_without_a_trace() {
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows");
-        rows.into_iter().max_by_key(Vec::len).expect("the state row")
+        rows.into_iter()
+            .max_by_key(Vec::len)
+            .expect("the state row")
     };
     let decision = d
         .decide(&p, ConsentEventKind::Withdrawn, 1, "privacy_center")
@@ -90,11 +105,23 @@ fn withdrawing_personalization_erases_its_derived_state_without_a_trace() {
     // Gone: no plaintext canary, and not even the ciphertext, in db, WAL or shm.
     let bytes = dir_bytes(fx.dir.path());
     assert!(!contains(&bytes, CANARY));
-    assert!(!contains(&bytes, &sealed[sealed.len() - 64..]), "ciphertext left behind");
+    assert!(
+        !contains(&bytes, &sealed[sealed.len() - 64..]),
+        "ciphertext left behind"
+    );
     assert!(grant.check().is_err());
     let export = d.export().expect("export");
-    assert!(export.store.model_blobs.iter().all(|b| b.name == "global_model"));
-    assert_eq!(fx.store.blob("global_model").expect("global"), Some(b"shared item table".to_vec()));
+    assert!(
+        export
+            .store
+            .model_blobs
+            .iter()
+            .all(|b| b.name == "global_model")
+    );
+    assert_eq!(
+        fx.store.blob("global_model").expect("global"),
+        Some(b"shared item table".to_vec())
+    );
     assert!(export.audit_log.entries.iter().any(|e| matches!(
         &e.event,
         AuditEvent::Erasure { scope, items: 1 } if scope == "purpose:personalization"
@@ -137,11 +164,17 @@ fn export_contains_consent_history_receipts_and_a_verifiable_audit_log() {
     assert!(!doc.audit_log.checkpoints.is_empty());
     assert_eq!(doc.store.events.len(), 1);
     assert_eq!(doc.privacy_summary.metrics.withdrawals, 1);
-    assert!(doc.privacy_summary.plain_language.contains("You allowed: Personal offers"));
+    assert!(
+        doc.privacy_summary
+            .plain_language
+            .contains("You allowed: Personal offers")
+    );
     let json = serde_json::to_string(&doc).expect("json");
     assert!(json.contains("\"format\":\"covey.device.export\""));
     // The export itself is on record afterwards.
     let entries = d.audit_entries().expect("entries");
-    assert!(matches!(entries.last().map(|e| &e.event), Some(AuditEvent::Export { bytes }) if *bytes > 0));
+    assert!(
+        matches!(entries.last().map(|e| &e.event), Some(AuditEvent::Export { bytes }) if *bytes > 0)
+    );
     assert!(d.verify_audit_log().expect("verify").is_intact());
 }

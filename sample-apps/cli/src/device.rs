@@ -62,6 +62,8 @@ enum DeviceCommand {
     },
     /// Erase everything: crypto-shred the key, delete all rows, vacuum the files.
     Erase,
+    #[command(flatten)]
+    Consent(crate::consent_cmd::ConsentCommand),
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +166,9 @@ fn execute(args: &DeviceArgs) -> Result<(), Failure> {
         DeviceCommand::List(l) => list(&store, l, args.json),
         DeviceCommand::Export { out } => export(&store, out.as_deref()),
         DeviceCommand::Erase => erase(&store, args.json),
+        DeviceCommand::Consent(c) => {
+            crate::consent_cmd::run(store, &args.dir, c, args.json).map_err(Failure::from)
+        }
     }
 }
 

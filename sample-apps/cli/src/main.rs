@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod consent_cmd;
 mod device;
 mod eval;
 mod privacy;
