@@ -390,19 +390,13 @@ impl Client {
     }
 
     fn verify_advertisement(&self, pos: usize, entry: &DirectoryEntry) -> Result<()> {
-        let Some(roster_keys) = &self.params.signing_keys else {
-            return Ok(());
-        };
-        let signature = entry
-            .signature
-            .ok_or(Error::BadSignature("unsigned key advertisement"))?;
         let advert = ClientMessage {
             session: self.params.session_id,
             sender: entry.member,
             body: ClientBody::AdvertiseKeys(entry.keys),
-            signature: None,
+            signature: entry.signature,
         };
-        crypto::verify(&roster_keys[pos], &advert.signed_bytes(), &signature)
+        self.params.verify_member_signature(pos, &advert)
     }
 
     fn check_survivors(&self, survivors: &[MemberId]) -> Result<()> {

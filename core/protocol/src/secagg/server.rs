@@ -131,7 +131,7 @@ impl Server {
         if self.has_sent(pos, stage) {
             return Err(Error::Duplicate(stage));
         }
-        self.check_signature(pos, message)?;
+        self.params.verify_member_signature(pos, message)?;
         match &message.body {
             ClientBody::AdvertiseKeys(keys) => {
                 self.members[pos].keys = Some((*keys, message.signature));
@@ -246,16 +246,6 @@ impl Server {
     }
 
     // -- receiving ----------------------------------------------------------------------
-
-    fn check_signature(&self, pos: usize, message: &ClientMessage) -> Result<()> {
-        let Some(keys) = &self.params.signing_keys else {
-            return Ok(());
-        };
-        let signature = message
-            .signature
-            .ok_or(Error::BadSignature("unsigned message in a signed session"))?;
-        crypto::verify(&keys[pos], &message.signed_bytes(), &signature)
-    }
 
     fn accept_shares(&mut self, pos: usize, list: &[(MemberId, Vec<u8>)]) -> Result<()> {
         let expected: Vec<usize> = self.live_neighbours(pos, Stage::AdvertiseKeys).collect();

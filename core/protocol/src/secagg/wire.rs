@@ -433,6 +433,19 @@ impl SessionParams {
         Ok(())
     }
 
+    /// In signed sessions, checks that `message` carries a valid signature by the roster key
+    /// at position `pos`; unsigned sessions accept any message.
+    pub fn verify_member_signature(&self, pos: usize, message: &ClientMessage) -> Result<()> {
+        let Some(keys) = &self.signing_keys else {
+            return Ok(());
+        };
+        let key = keys.get(pos).ok_or(Error::UnknownMember)?;
+        let signature = message
+            .signature
+            .ok_or(Error::BadSignature("unsigned message in a signed session"))?;
+        super::crypto::verify(key, &message.signed_bytes(), &signature)
+    }
+
     /// Roster position of `member`, if it is in the cohort.
     pub fn position(&self, member: MemberId) -> Option<usize> {
         self.roster.binary_search(&member).ok()
