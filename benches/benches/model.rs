@@ -283,15 +283,15 @@ fn floor_round(
             let r = r as usize;
             let [c, f] = feats[r].map(|x| x as usize);
             let mut s = value(&delta, bo + r);
-            for k in 0..d {
+            for (k, u) in user.iter().enumerate() {
                 let v = value(&delta, r * d + k)
                     + value(&delta, fo + c * d + k)
                     + value(&delta, fo + f * d + k);
-                s += v * user[k];
+                s += v * u;
             }
             let g = 2.0 * w * (s - y);
-            for k in 0..d {
-                let gp = g * user[k];
+            for (k, u) in user.iter().enumerate() {
+                let gp = g * u;
                 grad[r * d + k] += gp + 2.0 * config.l2_item * value(&delta, r * d + k);
                 grad[fo + c * d + k] += gp;
                 grad[fo + f * d + k] += gp;
