@@ -108,13 +108,18 @@ fn bench_ingest(c: &mut Criterion) {
                 })
                 .expect("submit");
             assert_eq!(outcome, SubmitOutcome::Accepted);
-            black_box(store.take_submissions(round, Stage::MaskedInput).expect("take"))
+            black_box(
+                store
+                    .take_submissions(round, Stage::MaskedInput)
+                    .expect("take"),
+            )
         })
     });
 
     let raw = rusqlite::Connection::open(dir.path().join("raw.db")).expect("open raw");
     raw.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    raw.pragma_update(None, "synchronous", "FULL").expect("sync");
+    raw.pragma_update(None, "synchronous", "FULL")
+        .expect("sync");
     raw.execute_batch(
         "CREATE TABLE inbox (member INTEGER PRIMARY KEY, digest BLOB NOT NULL, payload BLOB)",
     )
@@ -138,8 +143,11 @@ fn bench_ingest(c: &mut Criterion) {
                     |r| r.get(0),
                 )
                 .expect("select");
-            tx.execute("UPDATE inbox SET payload = NULL WHERE member = ?1", [member])
-                .expect("update");
+            tx.execute(
+                "UPDATE inbox SET payload = NULL WHERE member = ?1",
+                [member],
+            )
+            .expect("update");
             tx.commit().expect("commit");
             black_box(taken)
         })

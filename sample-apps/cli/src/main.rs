@@ -13,7 +13,11 @@ mod privacy;
 mod secagg;
 
 #[derive(Debug, Parser)]
-#[command(name = "covey", version, about = "Covey: consent-first federated personalization")]
+#[command(
+    name = "covey",
+    version,
+    about = "Covey: consent-first federated personalization"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
