@@ -1,0 +1,132 @@
+package dev.covey.testing
+
+import java.io.File
+import java.net.HttpURLConnection
+import java.net.ServerSocket
+import java.net.URI
+import java.nio.file.Files
+import java.util.concurrent.TimeUnit
+
+/**
+ * A real `covey-server` process on loopback for the JVM tests: `init` a small coffee-shop
+ * population from a TOML config and the caller's items CSV, then `serve` it on a free port and wait for
+ * `/healthz`. The binary comes from the `covey.server.bin` system property (set by Maven from
+ * scripts/tests.d/60-kotlin). Rounds are small (cohorts of [cohortMin] devices, one-second
+ * check-in) so a test can run one with a handful of clients.
+ */
+class LocalServer private constructor(
+    private val workDir: File,
+    /** `http://127.0.0.1:PORT` */
+    val baseUrl: String,
+    private val process: Process,
+    private val log: File,
+) : AutoCloseable {
+
+    /** The server's output so far (for failure messages; it never holds member data). */
+    fun log(): String = log.readText()
+
+    /** `covey-server rounds --json` for the population: the recorded rounds. */
+    fun roundsJson(): String = run(binary(), "rounds", "--population", POPULATION, "--json", "--data", File(workDir, "data").path)
+
+    override fun close() {
+        process.destroy()
+        if (!process.waitFor(5, TimeUnit.SECONDS)) process.destroyForcibly().waitFor()
+        workDir.deleteRecursively()
+    }
+
+    companion object {
+        /** The population every fixture creates. */
+        const val POPULATION = "coffee-rewards"
+
+        /**
+         * Initializes and serves a fresh population over [catalogCsv] (`item_id,category,price`
+         * lines with a header); rounds take cohorts of [cohortMin]..[cohortMax] devices.
+         */
+        fun start(catalogCsv: String, cohortMin: Int = 3, cohortMax: Int = 3): LocalServer {
+            val dir = Files.createTempDirectory("covey-server-").toFile()
+            val config = File(dir, "population.toml")
+            File(dir, "items.csv").writeText(catalogCsv)
+            config.writeText(populationToml(cohortMin, cohortMax))
+            val data = File(dir, "data")
+            run(binary(), "init", "--config", config.path, "--data", data.path)
+            val port = ServerSocket(0).use { it.localPort }
+            val log = File(dir, "server.log")
+            val process = ProcessBuilder(
+                binary(), "serve", "--data", data.path, "--listen", "127.0.0.1:$port", "--tick-ms", "100",
+            ).redirectErrorStream(true).redirectOutput(log).start()
+            val server = LocalServer(dir, "http://127.0.0.1:$port", process, log)
+            server.awaitHealthy()
+            return server
+        }
+
+        private fun binary(): String {
+            val path = System.getProperty("covey.server.bin")
+                ?: error("system property covey.server.bin is not set (run through scripts/tests.d/60-kotlin)")
+            check(File(path).canExecute()) { "covey-server binary not found at $path" }
+            return path
+        }
+
+        private fun run(vararg command: String): String {
+            val process = ProcessBuilder(*command).redirectErrorStream(true).start()
+            val output = process.inputStream.bufferedReader().readText()
+            check(process.waitFor(60, TimeUnit.SECONDS) && process.exitValue() == 0) {
+                "${command.drop(1).take(1)} failed: $output"
+            }
+            return output
+        }
+
+        // Small and fast: 1-second check-in, 4-second stages, no per-day cap or separation,
+        // FedAvg at rate 1 so the published model visibly moves.
+        private fun populationToml(cohortMin: Int, cohortMax: Int) = """
+            [population]
+            name = "$POPULATION"
+            [model]
+            dim = 8
+            feature_rows = 16
+            catalog = "items.csv"
+            [privacy]
+            mechanism = "skellam"
+            epsilon_budget = 1000000.0
+            delta = 1e-6
+            clip_norm = 1.0
+            noise_multiplier = 0.01
+            bits = 24
+            [secagg]
+            cohort_min = $cohortMin
+            cohort_max = $cohortMax
+            dropout_tolerance = 0.3
+            adversarial_fraction = 0.05
+            [deadlines]
+            check_in = 1
+            advertise_keys = 4
+            share_keys = 4
+            masked_input = 4
+            consistency_check = 4
+            unmask = 4
+            [eligibility]
+            min_examples = 3
+            min_separation_hours = 0
+            max_per_day = 24
+            [optimizer]
+            kind = "fedavg"
+            learning_rate = 1.0
+        """.trimIndent() + "\n"
+    }
+
+    private fun awaitHealthy() {
+        val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20)
+        while (System.nanoTime() < deadline) {
+            check(process.isAlive) { "covey-server exited: ${log()}" }
+            val healthy = runCatching {
+                val conn = URI("$baseUrl/healthz").toURL().openConnection() as HttpURLConnection
+                conn.connectTimeout = 500
+                conn.readTimeout = 500
+                try { conn.responseCode == 200 } finally { conn.disconnect() }
+            }.getOrDefault(false)
+            if (healthy) return
+            Thread.sleep(50)
+        }
+        close()
+        error("covey-server did not become healthy within 20 s")
+    }
+}
