@@ -5,10 +5,13 @@
 //! [population]
 //! name = "coffee-rewards"
 //!
-//! [model]
-//! items = 2000          # rows of the global item table (the catalog size)
+//! [model]              # the covey-model recommender every device trains
 //! dim = 16              # embedding width
-//! catalog = "skus.txt"  # optional: one SKU per line, exactly `items` lines
+//! feature_rows = 64     # hashed category / price-band feature table
+//! catalog = "items.csv" # item_id,category,price (minor units) or price_band[,available]
+//!
+//! [model.training]      # optional: covey_model::ModelConfig fields sent to devices
+//! local_epochs = 5
 //!
 //! [privacy]
 //! mechanism = "skellam" # or "discrete_gaussian", "central" (trusted server)
@@ -45,6 +48,7 @@
 
 use std::path::Path;
 
+use covey_model::{Catalog, ModelConfig, ParamLayout};
 use covey_protocol::accounting::AccountantKind;
 use covey_protocol::dp::NoiseKind;
 use covey_protocol::secagg::{self, AdversaryClass, ThreatModel};
@@ -52,7 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Largest item table a population may declare (parameters incl. biases).
+/// Largest model a population may declare (all parameters: every delta has this many).
 pub const MAX_PARAMETERS: usize = secagg::MAX_DIMENSION;
 /// Longest stage deadline accepted (one day): longer ones are almost certainly a typo.
 pub const MAX_DEADLINE_SECS: u64 = 86_400;
@@ -99,7 +103,7 @@ pub struct RawConfig {
     /// `[population]`
     pub population: RawPopulation,
     /// `[model]`
-    pub model: ModelShape,
+    pub model: ModelSection,
     /// `[privacy]`
     pub privacy: PrivacyConfig,
     /// `[secagg]`
@@ -120,23 +124,31 @@ pub struct RawPopulation {
     pub name: String,
 }
 
-/// `[model]`: the shape of the global item table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[model]`: the shape of the global [`covey_model::GlobalModel`] and the catalog it covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelShape {
-    /// Number of catalog items (rows).
-    pub items: usize,
-    /// Embedding width (columns); each row also carries one bias.
+pub struct ModelSection {
+    /// Embedding width d.
     pub dim: usize,
-    /// Optional catalog file (one SKU per line), relative to the config file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub catalog: Option<String>,
+    /// Rows of the hashed item-feature table (category and price band share it).
+    pub feature_rows: usize,
+    /// The catalog file, relative to the config file: an items CSV as
+    /// [`covey_model::read_catalog_csv`] reads it (`item_id,category,price` or
+    /// `price_band`, optional `available`). Its row order is the model's row order.
+    pub catalog: String,
+    /// Local-training settings every device uses (`shape` comes from `dim` and
+    /// `feature_rows`; defaults when absent).
+    #[serde(default)]
+    pub training: ModelConfig,
 }
 
-impl ModelShape {
-    /// Parameters of the item table: `items × (dim + 1)` (embeddings and biases).
-    pub fn parameters(&self) -> usize {
-        self.items.saturating_mul(self.dim.saturating_add(1))
+impl ModelSection {
+    /// The model shape.
+    pub fn shape(&self) -> covey_model::ModelShape {
+        covey_model::ModelShape {
+            dim: self.dim,
+            feature_rows: self.feature_rows,
+        }
     }
 }
 
@@ -295,11 +307,11 @@ fn default_tau() -> f32 {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PopulationConfig {
     raw: RawConfig,
-    catalog: Vec<String>,
+    catalog: Catalog,
 }
 
 impl PopulationConfig {
-    /// Reads and validates a config file; a `model.catalog` path is resolved next to it.
+    /// Reads and validates a config file; the `model.catalog` path is resolved next to it.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::File {
             action: "reading",
@@ -307,28 +319,26 @@ impl PopulationConfig {
             source,
         })?;
         let raw = parse_raw(&text)?;
-        let catalog = match &raw.model.catalog {
-            Some(file) => {
-                let full = path.parent().unwrap_or(Path::new(".")).join(file);
-                let text = std::fs::read_to_string(&full).map_err(|source| Error::File {
-                    action: "reading catalog",
-                    path: full.clone(),
-                    source,
-                })?;
-                parse_catalog(&text)
-            }
-            None => Vec::new(),
-        };
+        let full = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&raw.model.catalog);
+        let file = std::fs::File::open(&full).map_err(|source| Error::File {
+            action: "reading catalog",
+            path: full.clone(),
+            source,
+        })?;
+        let catalog = parse_catalog(std::io::BufReader::new(file))?;
         Self::new(raw, catalog)
     }
 
-    /// Validates TOML text whose catalog (if any) is given as `catalog`, one SKU per entry.
-    pub fn from_toml(text: &str, catalog: Vec<String>) -> Result<Self> {
+    /// Validates TOML text whose catalog file has already been read into `catalog`.
+    pub fn from_toml(text: &str, catalog: Catalog) -> Result<Self> {
         Self::new(parse_raw(text)?, catalog)
     }
 
     /// Validates an already-parsed file.
-    pub fn new(raw: RawConfig, catalog: Vec<String>) -> Result<Self> {
+    pub fn new(raw: RawConfig, catalog: Catalog) -> Result<Self> {
         validate(&raw, &catalog)?;
         Ok(PopulationConfig { raw, catalog })
     }
@@ -337,13 +347,33 @@ impl PopulationConfig {
     pub fn name(&self) -> &str {
         &self.raw.population.name
     }
-    /// The item-table shape.
-    pub fn model(&self) -> &ModelShape {
+    /// The `[model]` section.
+    pub fn model(&self) -> &ModelSection {
         &self.raw.model
     }
-    /// Catalog SKUs, one per item row (empty when the operator gave none).
-    pub fn catalog(&self) -> &[String] {
+    /// The catalog, in model row order.
+    pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+    /// Where each parameter sits in the model (and in every delta).
+    pub fn layout(&self) -> ParamLayout {
+        ParamLayout {
+            items: self.catalog.len(),
+            dim: self.raw.model.dim,
+            feature_rows: self.raw.model.feature_rows,
+        }
+    }
+    /// Length of every delta: [`ParamLayout::len`].
+    pub fn parameters(&self) -> usize {
+        self.layout().len()
+    }
+    /// The training settings devices use, with the population's shape and one thread.
+    pub fn training(&self) -> ModelConfig {
+        ModelConfig {
+            shape: self.raw.model.shape(),
+            threads: 1,
+            ..self.raw.model.training.clone()
+        }
     }
     /// Differential privacy settings.
     pub fn privacy(&self) -> &PrivacyConfig {
@@ -380,13 +410,17 @@ fn parse_raw(text: &str) -> Result<RawConfig> {
     toml::from_str(text).map_err(|e| Error::ConfigSyntax(e.to_string()))
 }
 
-/// One SKU per non-empty line; surrounding whitespace is ignored.
-pub fn parse_catalog(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
+/// Reads an items CSV (see [`ModelSection::catalog`]); errors are reported against
+/// `model.catalog` with the file's line.
+pub fn parse_catalog(input: impl std::io::BufRead) -> Result<Catalog> {
+    covey_model::read_catalog_csv(input).map_err(|e| invalid("model.catalog", e.to_string()))
+}
+
+/// The catalog as the items CSV that [`parse_catalog`] reads (what the database keeps).
+pub fn catalog_csv(catalog: &Catalog) -> Result<String> {
+    let mut out = Vec::new();
+    covey_model::write_catalog_csv(catalog, &mut out)?;
+    String::from_utf8(out).map_err(|_| invalid("model.catalog", "is not UTF-8"))
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
@@ -416,7 +450,7 @@ fn check_fraction(value: f64, field: &'static str) -> Result<()> {
     })
 }
 
-fn validate(raw: &RawConfig, catalog: &[String]) -> Result<()> {
+fn validate(raw: &RawConfig, catalog: &Catalog) -> Result<()> {
     validate_name(&raw.population.name)?;
     validate_model(&raw.model, catalog)?;
     validate_privacy(&raw.privacy)?;
@@ -444,35 +478,49 @@ fn validate_name(name: &str) -> Result<()> {
     })
 }
 
-fn validate_model(model: &ModelShape, catalog: &[String]) -> Result<()> {
-    check(model.items >= 1, "model.items", || {
-        "must be at least 1".into()
-    })?;
-    check(model.dim >= 1, "model.dim", || "must be at least 1".into())?;
-    check(model.parameters() <= MAX_PARAMETERS, "model.items", || {
+fn validate_model(model: &ModelSection, catalog: &Catalog) -> Result<()> {
+    let shape = model.shape();
+    check(
+        (1..=covey_model::ModelShape::MAX_DIM).contains(&model.dim),
+        "model.dim",
+        || format!("must be in 1..={}", covey_model::ModelShape::MAX_DIM),
+    )?;
+    check(
+        (1..=covey_model::ModelShape::MAX_FEATURE_ROWS).contains(&model.feature_rows),
+        "model.feature_rows",
+        || {
+            format!(
+                "must be in 1..={}",
+                covey_model::ModelShape::MAX_FEATURE_ROWS
+            )
+        },
+    )?;
+    let parameters = ParamLayout {
+        items: catalog.len(),
+        dim: model.dim,
+        feature_rows: model.feature_rows,
+    }
+    .len();
+    check(parameters <= MAX_PARAMETERS, "model.catalog", || {
         format!(
-            "items × (dim + 1) = {} exceeds the {} coordinates an upload may carry",
-            model.parameters(),
+            "{} items × dim + biases + feature rows = {parameters} parameters exceed the {} \
+             coordinates an upload may carry",
+            catalog.len(),
             MAX_PARAMETERS
         )
     })?;
-    if model.catalog.is_some() {
-        check(catalog.len() == model.items, "model.catalog", || {
-            format!(
-                "lists {} SKUs but model.items is {}",
-                catalog.len(),
-                model.items
-            )
-        })?;
-        let mut sorted: Vec<&String> = catalog.iter().collect();
-        sorted.sort();
-        check(
-            sorted.windows(2).all(|w| w[0] != w[1]),
-            "model.catalog",
-            || "lists a SKU twice".into(),
-        )?;
+    let training = &model.training;
+    check(
+        training.shape == covey_model::ModelShape::default() || training.shape == shape,
+        "model.training",
+        || "must not set `shape`: set model.dim and model.feature_rows instead".into(),
+    )?;
+    ModelConfig {
+        shape,
+        ..training.clone()
     }
-    Ok(())
+    .validate()
+    .map_err(|e| invalid("model.training", e.to_string()))
 }
 
 fn validate_privacy(p: &PrivacyConfig) -> Result<()> {
@@ -544,12 +592,21 @@ mod tests {
     /// A config that passes validation; tests edit one line of it.
     pub(crate) const EXAMPLE: &str = include_str!("../examples/population.toml");
 
+    /// The example's catalog file.
+    fn example_catalog() -> Catalog {
+        parse_catalog(include_str!("../examples/items.csv").as_bytes()).unwrap()
+    }
+
     fn with(from: &str, to: &str) -> Result<PopulationConfig> {
         assert!(EXAMPLE.contains(from), "example lacks {from}");
-        PopulationConfig::from_toml(&EXAMPLE.replace(from, to), Vec::new())
+        PopulationConfig::from_toml(&EXAMPLE.replace(from, to), example_catalog())
     }
 
     fn field_of(err: Error) -> &'static str {
+        field_of_ref(&err)
+    }
+
+    fn field_of_ref(err: &Error) -> &'static str {
         match err {
             Error::ConfigInvalid { field, .. } => field,
             other => panic!("expected ConfigInvalid, got {other}"),
@@ -558,17 +615,21 @@ mod tests {
 
     #[test]
     fn example_config_is_valid() {
-        let c = PopulationConfig::from_toml(EXAMPLE, Vec::new()).unwrap();
+        let c = PopulationConfig::from_toml(EXAMPLE, example_catalog()).unwrap();
         assert_eq!(c.name(), "coffee-rewards");
-        assert_eq!(c.model().parameters(), 2000 * 17);
+        assert_eq!(c.parameters(), 400 * 16 + 400 + 64 * 16);
+        assert_eq!(c.training().shape, c.model().shape());
+        assert_eq!(c.training().threads, 1);
+        assert_eq!(c.catalog().item(3).unwrap().category, "pastry");
         assert_eq!(c.optimizer().kind, OptimizerKind::Fedadam);
         assert_eq!(c.deadlines().stage_ms(secagg::Stage::Unmask), 30_000);
     }
 
     #[test]
     fn canonical_toml_round_trips() {
-        let c = PopulationConfig::from_toml(EXAMPLE, Vec::new()).unwrap();
-        let again = PopulationConfig::from_toml(&c.to_toml().unwrap(), Vec::new()).unwrap();
+        let c = PopulationConfig::from_toml(EXAMPLE, example_catalog()).unwrap();
+        let catalog = parse_catalog(catalog_csv(c.catalog()).unwrap().as_bytes()).unwrap();
+        let again = PopulationConfig::from_toml(&c.to_toml().unwrap(), catalog).unwrap();
         assert_eq!(c, again);
     }
 
@@ -580,8 +641,18 @@ mod tests {
                 "name = \"Coffee Rewards\"",
                 "population.name",
             ),
-            ("items = 2000", "items = 0", "model.items"),
             ("dim = 16", "dim = 0", "model.dim"),
+            (
+                "feature_rows = 64",
+                "feature_rows = 0",
+                "model.feature_rows",
+            ),
+            ("local_epochs = 5", "local_epochs = 0", "model.training"),
+            (
+                "dim = 16\nfeature_rows = 64",
+                "dim = 128\nfeature_rows = 1048576",
+                "model.catalog",
+            ),
             (
                 "epsilon_budget = 8.0",
                 "epsilon_budget = -1.0",
@@ -623,18 +694,41 @@ mod tests {
     fn unknown_keys_and_bad_syntax_are_reported() {
         let err = with("[eligibility]", "[eligibility]\nmin_exmaples = 3").unwrap_err();
         assert!(err.to_string().contains("min_exmaples"), "{err}");
-        let err = PopulationConfig::from_toml("[model\nitems = 3", Vec::new()).unwrap_err();
+        let err = PopulationConfig::from_toml("[model\ndim = 3", example_catalog()).unwrap_err();
         assert!(matches!(err, Error::ConfigSyntax(_)), "{err}");
     }
 
     #[test]
-    fn catalog_must_match_items_and_be_unique() {
-        let text = EXAMPLE.replace("items = 2000", "items = 3\ncatalog = \"skus.txt\"");
-        let ok = PopulationConfig::from_toml(&text, parse_catalog("a\nb\n\nc\n")).unwrap();
-        assert_eq!(ok.catalog(), ["a", "b", "c"]);
-        let short = PopulationConfig::from_toml(&text, parse_catalog("a\nb")).unwrap_err();
-        assert_eq!(field_of(short), "model.catalog");
-        let dup = PopulationConfig::from_toml(&text, parse_catalog("a\nb\na")).unwrap_err();
-        assert_eq!(field_of(dup), "model.catalog");
+    fn catalog_errors_name_the_setting_and_line() {
+        let dup = parse_catalog("item_id,category,price\na,x,100\nb,y,200\na,z,300\n".as_bytes());
+        let err = dup.unwrap_err();
+        assert_eq!(field_of_ref(&err), "model.catalog");
+        assert!(err.to_string().contains("line 4"), "{err}");
+        assert!(parse_catalog("item_id,category\n".as_bytes()).is_err());
+    }
+
+    #[test]
+    fn training_shape_must_come_from_the_model_section() {
+        let err = with(
+            "local_epochs = 5",
+            "local_epochs = 5\nshape = { dim = 3, feature_rows = 9 }",
+        )
+        .unwrap_err();
+        assert_eq!(field_of(err), "model.training");
+    }
+
+    #[test]
+    fn load_reads_the_catalog_next_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("population.toml"), EXAMPLE).unwrap();
+        let missing = PopulationConfig::load(&dir.path().join("population.toml")).unwrap_err();
+        assert!(matches!(missing, Error::File { .. }), "{missing}");
+        std::fs::write(
+            dir.path().join("items.csv"),
+            include_str!("../examples/items.csv"),
+        )
+        .unwrap();
+        let c = PopulationConfig::load(&dir.path().join("population.toml")).unwrap();
+        assert_eq!(c.catalog().len(), 400);
     }
 }

@@ -25,14 +25,13 @@ use crate::clock::Millis;
 use crate::config::PopulationConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::model_blob;
 use crate::optimizer::{self, OptimizerState};
-use crate::service::{Service, with_rng};
+use crate::service::{Service, model_record, with_rng};
 use crate::storage::{
-    LedgerEntry, ModelRecord, NewRound, RoundCompletion, RoundId, RoundPhase, RoundRecord,
-    SessionRecord, Transition,
+    LedgerEntry, NewRound, RoundCompletion, RoundId, RoundPhase, RoundRecord, SessionRecord,
+    Transition,
 };
-use crate::token::sha256;
+use covey_model::GlobalModel;
 
 /// How often the driver looks at its rounds.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(200);
@@ -360,10 +359,12 @@ impl Driver {
         let base = store
             .model(config.name(), round.base_version)?
             .ok_or(Error::NotFound("base model version"))?;
-        let params = model_blob::decode(&base.params)?;
+        let mut model = GlobalModel::from_bytes(&base.params)?;
         let state = OptimizerState::decode(&base.optimizer_state)?;
         let (next, next_state) =
-            optimizer::step(config.optimizer(), &params, &state, &decoded.mean)?;
+            optimizer::step(config.optimizer(), model.params(), &state, &decoded.mean)?;
+        model.set_params(next)?;
+        model.set_version(round.base_version + 1);
 
         let event = plan.privacy_event(survivors, Sampling::Full);
         let ledger = store.ledger(config.name())?;
@@ -377,20 +378,11 @@ impl Driver {
             });
         }
         let now = self.service.clock().now_ms();
-        let params = model_blob::encode(&next);
         store.complete_round(&RoundCompletion {
             round_id: round.id,
             from: round.phase,
             survivors: aggregate.survivors.iter().map(|m| m.0).collect(),
-            model: ModelRecord {
-                population: config.name().to_owned(),
-                version: round.base_version + 1,
-                round_id: Some(round.id),
-                digest: sha256(&params),
-                params,
-                optimizer_state: next_state.encode(),
-                created_at: now,
-            },
+            model: model_record(config.name(), &model, Some(round.id), next_state, now),
             charge: LedgerEntry {
                 population: config.name().to_owned(),
                 seq: ledger.len() as u64 + 1,
@@ -424,9 +416,9 @@ pub fn plan_for(
     rotation_seed: [u8; 32],
 ) -> Result<DpPlan> {
     let p = config.privacy();
-    let dimension = u32::try_from(config.model().parameters()).map_err(|_| Error::Dimension {
+    let dimension = u32::try_from(config.parameters()).map_err(|_| Error::Dimension {
         expected: dp::MAX_DIMENSION as usize,
-        got: config.model().parameters(),
+        got: config.parameters(),
     })?;
     let mut request = PlanRequest::new(
         u32::try_from(cohort).unwrap_or(u32::MAX),

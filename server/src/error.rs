@@ -70,6 +70,9 @@ pub enum Error {
     /// The SecAgg+ protocol rejected a message or aborted.
     #[error("secure aggregation: {0}")]
     SecAgg(#[from] covey_protocol::secagg::Error),
+    /// The model (catalog, blob, parameters) was rejected by covey-model.
+    #[error("model: {0}")]
+    Model(#[from] covey_model::Error),
     /// The privacy accountant failed.
     #[error("privacy accounting: {0}")]
     Accounting(#[from] covey_protocol::accounting::Error),

@@ -110,6 +110,7 @@ impl From<Error> for ApiError {
             | Error::Storage(_)
             | Error::Corrupt { .. }
             | Error::Dimension { .. }
+            | Error::Model(_)
             | Error::Accounting(_)
             | Error::Serve(_) => {
                 // Internal details go to the operator's log, not to the client.

@@ -1,12 +1,13 @@
-//! The persisted and downloadable form of a model version: a versioned, length-prefixed
-//! vector of little-endian f32s. Decoding bounds the length before allocating.
+//! The persisted form of the server optimizer's state: a versioned, length-prefixed vector
+//! of little-endian f32s. Decoding bounds the length before allocating. (Model versions
+//! themselves are `covey_model::GlobalModel::to_bytes` blobs.)
 
 use crate::error::{Error, Result};
 
 /// Format version byte of a model blob.
 pub const BLOB_VERSION: u8 = 1;
-/// Largest vector a blob may hold (the largest item table a population may declare).
-pub const MAX_VALUES: usize = crate::config::MAX_PARAMETERS;
+/// Largest vector a blob may hold: FedAdam's two moments of the largest model.
+pub const MAX_VALUES: usize = 2 * crate::config::MAX_PARAMETERS;
 
 const HEADER: usize = 1 + 8;
 

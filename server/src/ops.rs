@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::PopulationConfig;
+use crate::config::{PopulationConfig, parse_catalog};
 use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::http::{self, HttpConfig};
@@ -52,7 +52,7 @@ pub struct InitReport {
     pub backend: &'static str,
     /// Parameters of the initial model version 0.
     pub parameters: usize,
-    /// Catalog SKUs loaded.
+    /// Catalog items loaded.
     pub catalog_items: usize,
 }
 
@@ -67,7 +67,7 @@ pub fn init(
     Ok(InitReport {
         population: config.name().to_owned(),
         backend: store.backend(),
-        parameters: config.model().parameters(),
+        parameters: config.parameters(),
         catalog_items: config.catalog().len(),
     })
 }
@@ -203,7 +203,8 @@ pub fn status(store: &dyn Storage) -> Result<Vec<PopulationStatus>> {
         .populations()?
         .into_iter()
         .map(|p| {
-            let config = PopulationConfig::from_toml(&p.config_toml, p.catalog.clone())?;
+            let catalog = parse_catalog(p.catalog.as_bytes())?;
+            let config = PopulationConfig::from_toml(&p.config_toml, catalog)?;
             let active = store
                 .rounds(&p.name, 1)?
                 .into_iter()
@@ -322,7 +323,8 @@ pub struct ExportReport {
     pub sha256: String,
 }
 
-/// `covey-server export-model`: writes a model version's blob (`model_blob` format).
+/// `covey-server export-model`: writes a model version's blob
+/// (`covey_model::GlobalModel::to_bytes`, readable by `GlobalModel::from_bytes`).
 pub fn export_model(
     store: &dyn Storage,
     population: &str,

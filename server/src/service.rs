@@ -5,15 +5,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use covey_model::{GlobalModel, ModelConfig};
 use covey_protocol::secagg::{ClientMessage, MemberId, SessionParams, Stage};
 use rand_core::{CryptoRng, RngCore};
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::{EligibilityPolicy, NoiseMechanism, PopulationConfig};
+use crate::config::{
+    EligibilityPolicy, NoiseMechanism, PopulationConfig, catalog_csv, parse_catalog,
+};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Metrics};
-use crate::model_blob;
 use crate::optimizer::OptimizerState;
 use crate::storage::{
     CheckIn, DeviceRecord, ModelRecord, PopulationRecord, RoundId, RoundPhase, RoundRecord,
@@ -37,46 +39,46 @@ pub fn with_rng<T>(rng: &SharedRng, f: impl FnOnce(&mut dyn CryptoRngSend) -> T)
     Ok(f(&mut **guard))
 }
 
-/// Creates a population and its initial model version 0.
-///
-/// The initial item table holds small uniform embeddings in ±0.1/√dim (so early dot
-/// products are near zero but not symmetric) and zero biases.
+/// Creates a population and its initial model version 0: a fresh
+/// [`GlobalModel::init`] over the population's catalog and shape.
 pub fn init_population(
     store: &dyn Storage,
     clock: &dyn Clock,
-    rng: &mut dyn RngCore,
+    mut rng: &mut dyn RngCore,
     config: &PopulationConfig,
 ) -> Result<ModelRecord> {
+    let model = GlobalModel::init(config.catalog().clone(), config.model().shape(), &mut rng)?;
     let now = clock.now_ms();
     store.create_population(&PopulationRecord {
         name: config.name().to_owned(),
         config_toml: config.to_toml()?,
-        catalog: config.catalog().to_vec(),
+        catalog: catalog_csv(config.catalog())?,
         created_at: now,
     })?;
-    let shape = config.model();
-    let scale = 0.1 / (shape.dim as f32).sqrt();
-    let mut table = Vec::with_capacity(shape.parameters());
-    for _ in 0..shape.items {
-        for _ in 0..shape.dim {
-            // 24 random bits → uniform in [-1, 1).
-            let u = (rng.next_u32() >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
-            table.push(u * scale);
-        }
-        table.push(0.0);
-    }
-    let params = model_blob::encode(&table);
-    let model = ModelRecord {
-        population: config.name().to_owned(),
-        version: 0,
-        round_id: None,
+    let record = model_record(config.name(), &model, None, OptimizerState::default(), now);
+    store.put_model(&record)?;
+    Ok(record)
+}
+
+/// The stored form of a model version: its [`GlobalModel::to_bytes`] blob (what devices
+/// download), the blob's digest and the optimizer state that produced it.
+pub fn model_record(
+    population: &str,
+    model: &GlobalModel,
+    round_id: Option<RoundId>,
+    optimizer_state: OptimizerState,
+    now: crate::clock::Millis,
+) -> ModelRecord {
+    let params = model.to_bytes();
+    ModelRecord {
+        population: population.to_owned(),
+        version: model.version(),
+        round_id,
         digest: sha256(&params),
         params,
-        optimizer_state: OptimizerState::default().encode(),
+        optimizer_state: optimizer_state.encode(),
         created_at: now,
-    };
-    store.put_model(&model)?;
-    Ok(model)
+    }
 }
 
 /// A newly registered device's credentials (the token is shown once, never stored).
@@ -93,7 +95,7 @@ pub struct Registration {
 pub struct Plan {
     /// Population name.
     pub population: String,
-    /// Item-table shape and the newest version.
+    /// Model shape, training settings and the newest version.
     pub model: ModelInfo,
     /// Differential privacy of each round and the budget.
     pub privacy: PrivacyInfo,
@@ -105,17 +107,23 @@ pub struct Plan {
     pub round: Option<RoundInfo>,
 }
 
-/// Item-table shape.
+/// The model as a device needs to know it before downloading it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
-    /// Rows.
+    /// Catalog items (rows of the item table).
     pub items: usize,
     /// Embedding width.
     pub dim: usize,
-    /// `items × (dim + 1)`.
+    /// Rows of the hashed feature table.
+    pub feature_rows: usize,
+    /// [`covey_model::ParamLayout::len`]: the length of every delta.
     pub parameters: usize,
     /// Newest published version.
     pub latest_version: u64,
+    /// SHA-256 (hex) of the newest version's blob.
+    pub latest_digest: String,
+    /// Local-training settings (shape included).
+    pub training: ModelConfig,
 }
 
 /// Privacy settings.
@@ -155,6 +163,8 @@ pub struct RoundInfo {
     pub phase: &'static str,
     /// Model version to train on.
     pub base_version: u64,
+    /// SHA-256 (hex) of that version's blob (`GET /v1/models/{base_version}`).
+    pub base_digest: String,
     /// Deadline of the phase (ms since the epoch).
     pub deadline_ms: i64,
     /// This device's member id if it checked in.
@@ -226,10 +236,8 @@ impl Service {
             .store
             .population(population)?
             .ok_or(Error::NotFound("population"))?;
-        let config = Arc::new(PopulationConfig::from_toml(
-            &record.config_toml,
-            record.catalog,
-        )?);
+        let catalog = parse_catalog(record.catalog.as_bytes())?;
+        let config = Arc::new(PopulationConfig::from_toml(&record.config_toml, catalog)?);
         if let Ok(mut m) = self.configs.write() {
             m.insert(population.to_owned(), Arc::clone(&config));
         }
@@ -282,23 +290,40 @@ impl Service {
             .latest_model(&device.population)?
             .ok_or(Error::NotFound("model version"))?;
         let round = match self.active_round(&device.population)? {
-            Some(r) => Some(RoundInfo {
-                member_id: self.store.member_of(r.id, &device.id)?,
-                id: r.id,
-                phase: r.phase.name(),
-                base_version: r.base_version,
-                deadline_ms: r.deadline,
-            }),
+            Some(r) => {
+                // Only the active round publishes, so its base is normally the newest.
+                let base_digest = if r.base_version == latest.version {
+                    latest.digest
+                } else {
+                    self.store
+                        .models(&device.population)?
+                        .into_iter()
+                        .find(|m| m.version == r.base_version)
+                        .ok_or(Error::NotFound("model version"))?
+                        .digest
+                };
+                Some(RoundInfo {
+                    member_id: self.store.member_of(r.id, &device.id)?,
+                    id: r.id,
+                    phase: r.phase.name(),
+                    base_version: r.base_version,
+                    base_digest: hex::encode(base_digest),
+                    deadline_ms: r.deadline,
+                })
+            }
             None => None,
         };
         let p = c.privacy();
         Ok(Plan {
             population: device.population.clone(),
             model: ModelInfo {
-                items: c.model().items,
+                items: c.catalog().len(),
                 dim: c.model().dim,
-                parameters: c.model().parameters(),
+                feature_rows: c.model().feature_rows,
+                parameters: c.parameters(),
                 latest_version: latest.version,
+                latest_digest: hex::encode(latest.digest),
+                training: c.training(),
             },
             privacy: PrivacyInfo {
                 mechanism: p.mechanism,

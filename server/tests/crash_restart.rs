@@ -112,7 +112,7 @@ fn stall_a_round(devices: &[Device]) -> i64 {
                 d.participate(
                     round,
                     member,
-                    &[0.01; 80],
+                    &[0.01; common::SMALL_PARAMETERS],
                     Behaviour::DropBefore(Stage::ShareKeys),
                     1,
                 )
@@ -135,7 +135,13 @@ fn complete_a_round(devices: &[Device]) -> i64 {
         .map(|(i, (d, (round, member)))| {
             let d = d.clone();
             std::thread::spawn(move || {
-                d.participate(round, member, &[0.03; 80], Behaviour::Complete, i as u64)
+                d.participate(
+                    round,
+                    member,
+                    &[0.03; common::SMALL_PARAMETERS],
+                    Behaviour::Complete,
+                    i as u64,
+                )
             })
         })
         .collect();
@@ -176,8 +182,7 @@ fn check_after_crashes(store: &dyn Storage, population: &str, stalled: i64, comp
 fn sigkill_mid_round_and_after_a_round_loses_nothing_and_counts_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = dir.path().join("pop.toml");
-    std::fs::write(&config, common::small_config("crash")).unwrap();
+    let config = common::write_config(dir.path(), &common::small_config("crash"));
     let init = cli(&["init", "--config", config.to_str().unwrap()], &data, None);
     assert_eq!(init["population"], "crash");
 
@@ -260,8 +265,7 @@ fn postgres_processes_share_rounds_and_the_survivor_takes_over_the_lease() {
     };
     let dir = tempfile::tempdir().unwrap();
     let population = common::unique("scale").replace('_', "-");
-    let config = dir.path().join("pop.toml");
-    std::fs::write(&config, common::small_config(&population)).unwrap();
+    let config = common::write_config(dir.path(), &common::small_config(&population));
     cli(
         &["init", "--config", config.to_str().unwrap()],
         dir.path(),
@@ -301,12 +305,10 @@ fn postgres_processes_share_rounds_and_the_survivor_takes_over_the_lease() {
 #[test]
 fn init_reports_a_bad_config_by_field_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pop.toml");
-    std::fs::write(
-        &config,
-        common::small_config("bad").replace("cohort_max = 5", "cohort_max = 2"),
-    )
-    .unwrap();
+    let config = common::write_config(
+        dir.path(),
+        &common::small_config("bad").replace("cohort_max = 5", "cohort_max = 2"),
+    );
     let out = Command::new(BIN)
         .args(["init", "--config"])
         .arg(&config)

@@ -47,7 +47,9 @@ fn registration_issues_tokens_and_every_auth_failure_is_a_clear_401() {
 
     let plan = device.plan();
     assert_eq!(plan["population"], "auth");
-    assert_eq!(plan["model"]["parameters"], 80);
+    assert_eq!(plan["model"]["parameters"], common::SMALL_PARAMETERS);
+    assert_eq!(plan["model"]["items"], 20);
+    assert_eq!(plan["model"]["training"]["shape"]["dim"], 3);
     assert_eq!(plan["model"]["latest_version"], 0);
     assert_eq!(plan["eligibility"]["min_examples"], 1);
     assert!(plan["round"].is_null(), "no driver, no round: {plan}");
@@ -64,12 +66,17 @@ fn the_whole_item_table_is_downloadable_by_version() {
     let device = Device::register(&Http::new(&server.base), "models");
     let latest = device.get("/v1/models/latest");
     assert_eq!(latest.status, 200);
-    let table = covey_server::model_blob::decode(&latest.body).unwrap();
-    assert_eq!(table.len(), 80);
-    assert!(table.iter().any(|v| *v != 0.0));
+    let model = covey_model::GlobalModel::from_bytes(&latest.body).unwrap();
+    assert_eq!(model.layout().len(), common::SMALL_PARAMETERS);
+    assert_eq!(model.catalog(), &common::small_catalog());
+    assert_eq!(model.catalog().item(5).unwrap().category, "cat-1");
+    assert!(model.params().iter().any(|v| *v != 0.0));
     let v0 = device.get("/v1/models/0");
     assert_eq!(v0.body, latest.body);
     let etag = latest.etag.expect("etag");
+    let digest = covey_server::token::sha256(&latest.body);
+    assert_eq!(etag, format!("\"{}\"", hex::encode(digest)));
+    assert_eq!(device.plan()["model"]["latest_digest"], hex::encode(digest));
     let cached = device.http.get(
         "/v1/models/0",
         Some(&device.token),

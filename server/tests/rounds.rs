@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::device::{Behaviour, Device, Http};
 use common::{TestServer, http_config};
+use covey_model::GlobalModel;
 use covey_protocol::secagg::Stage;
-use covey_server::model_blob;
 use covey_server::storage::RoundPhase;
 
 fn wait_for_version(device: &Device, version: u64) {
@@ -45,7 +45,7 @@ fn a_round_with_a_dropout_publishes_base_plus_mean_update_and_charges_the_ledger
             } else {
                 Behaviour::Complete
             };
-            let delta = vec![0.02 * (i as f32 + 1.0); 80];
+            let delta = vec![0.02 * (i as f32 + 1.0); common::SMALL_PARAMETERS];
             std::thread::spawn(move || {
                 device.participate(round, member, &delta, behaviour, i as u64)
             })
@@ -56,11 +56,19 @@ fn a_round_with_a_dropout_publishes_base_plus_mean_update_and_charges_the_ledger
     assert_eq!(sent[0].last(), Some(&Stage::Unmask));
 
     wait_for_version(&devices[0], 1);
-    let v0 = model_blob::decode(&devices[0].get("/v1/models/0").body).unwrap();
-    let v1 = model_blob::decode(&devices[0].get("/v1/models/1").body).unwrap();
+    let v0 = GlobalModel::from_bytes(&devices[0].get("/v1/models/0").body).unwrap();
+    let v1 = GlobalModel::from_bytes(&devices[0].get("/v1/models/1").body).unwrap();
+    assert_eq!((v0.version(), v1.version()), (0, 1));
+    assert_eq!(
+        v1.catalog(),
+        v0.catalog(),
+        "the catalog travels with every version"
+    );
+    assert_eq!(v1.params().len(), common::SMALL_PARAMETERS);
     let worst = v0
+        .params()
         .iter()
-        .zip(&v1)
+        .zip(v1.params())
         .map(|(a, b)| (b - a - 0.05).abs())
         .fold(0.0f32, f32::max);
     assert!(worst < 0.01, "update off by {worst}");
@@ -98,7 +106,7 @@ fn a_round_that_would_exceed_the_budget_is_refused() {
     // Budget for exactly one round of three members: the second would exceed it.
     let config = covey_server::config::PopulationConfig::from_toml(
         &common::small_config("budget"),
-        Vec::new(),
+        common::small_catalog(),
     )
     .unwrap();
     let plan = covey_server::driver::plan_for(&config, 3, [0; 32]).unwrap();
@@ -139,7 +147,13 @@ fn a_round_that_would_exceed_the_budget_is_refused() {
         .map(|(d, (round, member))| {
             let d = d.clone();
             std::thread::spawn(move || {
-                d.participate(round, member, &[0.01; 80], Behaviour::Complete, 3)
+                d.participate(
+                    round,
+                    member,
+                    &[0.01; common::SMALL_PARAMETERS],
+                    Behaviour::Complete,
+                    3,
+                )
             })
         })
         .collect();

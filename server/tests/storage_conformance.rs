@@ -22,7 +22,7 @@ fn population(store: &dyn Storage) -> String {
         .create_population(&PopulationRecord {
             name: name.clone(),
             config_toml: common::small_config(&name),
-            catalog: vec!["sku-1".into(), "sku-2".into()],
+            catalog: common::small_items_csv(),
             created_at: 1_000,
         })
         .unwrap();
@@ -102,7 +102,7 @@ fn populations_are_created_once_and_read_back() {
     on_every_backend(|store| {
         let name = population(store);
         let got = store.population(&name).unwrap().unwrap();
-        assert_eq!(got.catalog, ["sku-1", "sku-2"]);
+        assert_eq!(got.catalog, common::small_items_csv());
         assert!(store.populations().unwrap().iter().any(|p| p.name == name));
         let again = store.create_population(&got);
         assert!(

@@ -141,20 +141,32 @@ impl Dataset {
 
     /// Writes the catalog as `item_id,category,price_band,available`.
     pub fn write_items_csv(&self, out: &mut impl Write) -> Result<()> {
-        writeln!(out, "item_id,category,price_band,available")?;
-        for item in self.catalog.items() {
-            let band = item.price_band.map(|b| b.to_string()).unwrap_or_default();
-            writeln!(
-                out,
-                "{},{},{},{}",
-                quote(&item.id),
-                quote(&item.category),
-                band,
-                item.available
-            )?;
-        }
-        Ok(())
+        write_catalog_csv(&self.catalog, out)
     }
+}
+
+/// Writes a catalog as `item_id,category,price_band,available` (what [`read_catalog_csv`]
+/// and the items file of [`Dataset::from_csv`] read back).
+pub fn write_catalog_csv(catalog: &Catalog, out: &mut impl Write) -> Result<()> {
+    writeln!(out, "item_id,category,price_band,available")?;
+    for item in catalog.items() {
+        let band = item.price_band.map(|b| b.to_string()).unwrap_or_default();
+        writeln!(
+            out,
+            "{},{},{},{}",
+            quote(&item.id),
+            quote(&item.category),
+            band,
+            item.available
+        )?;
+    }
+    Ok(())
+}
+
+/// Reads a catalog from an items file (see the module docs; an `available` column of
+/// `true`/`false` marks availability, default available). Errors name the line.
+pub fn read_catalog_csv(input: impl BufRead) -> Result<Catalog> {
+    Catalog::new(read_items(input)?)
 }
 
 fn quote(s: &str) -> String {
@@ -326,6 +338,7 @@ fn read_items(input: impl BufRead) -> Result<Vec<ItemInfo>> {
     let category_col = find(&["category", "genres", "genre"]).unwrap_or(1);
     let price_col = find(&["price", "priceminor"]);
     let band_col = find(&["priceband"]);
+    let available_col = find(&["available"]);
     let mut items = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for line in lines {
@@ -370,9 +383,15 @@ fn read_items(input: impl BufRead) -> Result<Vec<ItemInfo>> {
             ),
             _ => None,
         };
+        let available = match available_col.and_then(|c| f.get(c)).map(|a| a.trim()) {
+            None | Some("") | Some("true") => true,
+            Some("false") => false,
+            Some(_) => return Err(csv_err("items", no, "available must be true or false")),
+        };
         let mut item = ItemInfo::new(id);
         item.category = category.to_string();
         item.price_band = band;
+        item.available = available;
         items.push(item);
     }
     Ok(items)
@@ -384,6 +403,23 @@ mod tests {
 
     fn load(interactions: &str, items: Option<&str>) -> Result<Dataset> {
         Dataset::from_csv(interactions.as_bytes(), items.map(str::as_bytes))
+    }
+
+    #[test]
+    fn catalog_csv_round_trips_features_and_availability() {
+        let mut items: Vec<ItemInfo> = (0..4).map(|i| ItemInfo::new(format!("sku,{i}"))).collect();
+        items[1].category = "tea \"green\"".into();
+        items[2].price_band = Some(5);
+        items[3].available = false;
+        let catalog = Catalog::new(items).unwrap();
+        let mut csv = Vec::new();
+        write_catalog_csv(&catalog, &mut csv).unwrap();
+        assert_eq!(read_catalog_csv(csv.as_slice()).unwrap(), catalog);
+        let bad = "item_id,category,price_band,available\na,c,,maybe\n";
+        assert!(matches!(
+            read_catalog_csv(bad.as_bytes()),
+            Err(Error::Csv { line: 2, .. })
+        ));
     }
 
     #[test]

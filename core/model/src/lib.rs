@@ -58,7 +58,7 @@ pub use catalog::{
     Catalog, ItemInfo, MAX_CATEGORY_LEN, MAX_ITEM_ID_LEN, MAX_ITEMS, PRICE_BANDS, price_band,
 };
 pub use config::{ModelConfig, ModelShape, WeightConfig};
-pub use dataset::{Dataset, Interaction};
+pub use dataset::{Dataset, Interaction, read_catalog_csv, write_catalog_csv};
 pub use error::{Error, Result};
 pub use eval::{
     DatasetSummary, EvalConfig, EvalReport, K, Metrics, ModelResult, Split, evaluate_model,

@@ -184,6 +184,15 @@ impl GlobalModel {
         Ok(())
     }
 
+    /// Replaces the whole parameter vector (a server optimizer's output). It must have
+    /// [`ParamLayout::len`] finite entries; on error nothing changes.
+    pub fn set_params(&mut self, params: Vec<f32>) -> Result<()> {
+        check_params(&params, self.params.len())?;
+        self.params = params;
+        self.derived = OnceLock::new();
+        Ok(())
+    }
+
     /// The same model over a new catalog (weekly churn): items present in both keep their
     /// parameters, new items start from zero embedding and the mean bias, so they are scored
     /// through their hashed features alone until members interact with them.
@@ -406,6 +415,10 @@ mod tests {
         bad[2] = f32::NAN;
         assert!(matches!(
             m.apply_delta(&bad, 1.0),
+            Err(Error::NonFinite { index: 2 })
+        ));
+        assert!(matches!(
+            m.set_params(bad.clone()),
             Err(Error::NonFinite { index: 2 })
         ));
         let before = m.params().to_vec();

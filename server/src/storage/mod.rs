@@ -38,8 +38,8 @@ pub struct PopulationRecord {
     pub name: String,
     /// Canonical TOML of the validated config.
     pub config_toml: String,
-    /// Catalog SKUs, one per item row (may be empty).
-    pub catalog: Vec<String>,
+    /// The catalog as an items CSV ([`crate::config::catalog_csv`]), in model row order.
+    pub catalog: String,
     /// Creation time.
     pub created_at: Millis,
 }
@@ -59,7 +59,7 @@ pub struct DeviceRecord {
     pub registered_at: Millis,
 }
 
-/// A model version: the whole item table plus the server optimizer's state.
+/// A model version: the whole `covey_model::GlobalModel` plus the server optimizer's state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRecord {
     /// Population.
@@ -68,7 +68,7 @@ pub struct ModelRecord {
     pub version: u64,
     /// The round that produced it (`None` for the initial version).
     pub round_id: Option<RoundId>,
-    /// Encoded parameters ([`crate::model_blob`]).
+    /// The model as `covey_model::GlobalModel::to_bytes` (catalog included).
     pub params: Vec<u8>,
     /// Encoded optimizer state (FedAdam moments; empty vectors for FedAvg).
     pub optimizer_state: Vec<u8>,

@@ -333,7 +333,7 @@ impl<D: Database> Storage for SqlStorage<D> {
                 &[
                     text(&p.name),
                     text(&p.config_toml),
-                    text(&p.catalog.join("\n")),
+                    text(&p.catalog),
                     int(p.created_at),
                 ],
                 "population",
@@ -827,15 +827,10 @@ fn member_id(v: i64) -> Result<u32> {
 }
 
 fn population_from_row(row: &Row) -> Result<PopulationRecord> {
-    let catalog = row.text(2)?;
     Ok(PopulationRecord {
         name: row.text(0)?,
         config_toml: row.text(1)?,
-        catalog: if catalog.is_empty() {
-            Vec::new()
-        } else {
-            catalog.split('\n').map(str::to_owned).collect()
-        },
+        catalog: row.text(2)?,
         created_at: row.int(3)?,
     })
 }

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use covey_model::Catalog;
 use covey_server::clock::SystemClock;
-use covey_server::config::PopulationConfig;
+use covey_server::config::{PopulationConfig, parse_catalog};
 use covey_server::http::{HttpConfig, RateLimit};
 use covey_server::ops::{self, Running, ServeOptions};
 use rand_chacha::ChaCha20Rng;
@@ -71,7 +72,32 @@ pub fn on_every_backend(check: impl Fn(&dyn Storage)) {
     }
 }
 
-/// A small population that runs quickly: 20 items × (3 + 1) = 80 parameters, cohorts of
+/// The small population's catalog file: 20 items in 4 categories and 3 price bands.
+pub fn small_items_csv() -> String {
+    let mut csv = String::from("item_id,category,price\n");
+    for i in 0..20 {
+        csv.push_str(&format!("sku-{i},cat-{},{}\n", i % 4, 150 * (1 + i % 3)));
+    }
+    csv
+}
+
+/// [`small_items_csv`] parsed.
+pub fn small_catalog() -> Catalog {
+    parse_catalog(small_items_csv().as_bytes()).expect("small catalog")
+}
+
+/// Parameters of the small population's model: 20 items × 3 + 20 biases + 4 feature rows × 3.
+pub const SMALL_PARAMETERS: usize = 20 * 3 + 20 + 4 * 3;
+
+/// Writes `toml` as `pop.toml` and the small catalog next to it; returns the config path.
+pub fn write_config(dir: &std::path::Path, toml: &str) -> PathBuf {
+    std::fs::write(dir.join("items.csv"), small_items_csv()).expect("write catalog");
+    let path = dir.join("pop.toml");
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+/// A small population that runs quickly: [`SMALL_PARAMETERS`] parameters, cohorts of
 /// 3..=5, one-second check-in, FedAvg with rate 1 (the new model is base + mean update).
 pub fn small_config(name: &str) -> String {
     config_with_budget(name, 1e6)
@@ -84,8 +110,9 @@ pub fn config_with_budget(name: &str, budget: f64) -> String {
 [population]
 name = "{name}"
 [model]
-items = 20
 dim = 3
+feature_rows = 4
+catalog = "items.csv"
 [privacy]
 mechanism = "skellam"
 epsilon_budget = {budget:?}
@@ -145,7 +172,7 @@ impl TestServer {
     pub fn with_config(toml: &str, http: HttpConfig, drive: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = ops::open_storage(dir.path(), None).expect("storage");
-        let config = PopulationConfig::from_toml(toml, Vec::new()).expect("config");
+        let config = PopulationConfig::from_toml(toml, small_catalog()).expect("config");
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         covey_server::service::init_population(&*store, &SystemClock, &mut rng, &config)
             .expect("init population");
