@@ -1,0 +1,125 @@
+package dev.covey.console
+
+import dev.covey.rewards.RewardsSession
+import java.io.File
+import java.io.PrintStream
+import kotlin.system.exitProcess
+import org.covey.ClientConfig
+import org.covey.CoveyClient
+import org.covey.CoveyException
+
+/** The notice the app shows; a new version with changed terms brings the prompts back. */
+const val NOTICE_VERSION: UInt = 1u
+private const val NOTICE_TEXT =
+    "Coffee Shop Rewards keeps your purchases on this device to suggest offers you may like. " +
+        "If you agree, your device also helps improve suggestions for all members by sending a " +
+        "noised, encrypted model update that can only be read summed with many others. " +
+        "Your purchase history itself never leaves the device."
+
+/** Command-line options. */
+data class Options(
+    val data: File,
+    val keys: File,
+    val server: String?,
+    val script: File?,
+    val member: String,
+) {
+    companion object {
+        const val USAGE = """usage: kotlin-console [--data DIR] [--keys FILE] [--server URL] [--member ID] [--script FILE]
+  --data DIR     the encrypted store (default ~/.coffee-rewards/data)
+  --keys FILE    the PKCS#12 key file wrapping the store's key (default ~/.coffee-rewards/keys.p12);
+                 its password comes from COFFEE_REWARDS_PASSWORD, else it is asked for
+  --server URL   the aggregation server, for 'join-round'
+  --member ID    the member reference recorded on receipts (default: local-member)
+  --script FILE  run the commands in FILE without asking anything (stops at the first error)"""
+
+        fun parse(args: Array<String>): Options {
+            val home = File(System.getProperty("user.home"), ".coffee-rewards")
+            var data = File(home, "data")
+            var keys = File(home, "keys.p12")
+            var server: String? = null
+            var script: File? = null
+            var member = "local-member"
+            var i = 0
+            fun value(): String = args.getOrNull(++i) ?: throw IllegalArgumentException("${args[i - 1]} needs a value")
+            while (i < args.size) {
+                when (args[i]) {
+                    "--data" -> data = File(value())
+                    "--keys" -> keys = File(value())
+                    "--server" -> server = value()
+                    "--script" -> script = File(value())
+                    "--member" -> member = value()
+                    "-h", "--help" -> throw IllegalArgumentException(USAGE)
+                    else -> throw IllegalArgumentException("unknown option ${args[i]}\n$USAGE")
+                }
+                i++
+            }
+            return Options(data, keys, server, script, member)
+        }
+    }
+}
+
+/** The client configuration for [options]. */
+fun clientConfig(options: Options) = ClientConfig(
+    dataDir = options.data.path,
+    anchorPath = null,
+    population = "coffee-rewards",
+    serverUrl = options.server,
+    noticeId = "coffee-rewards-notice",
+    noticeVersion = NOTICE_VERSION,
+    noticeLanguage = "en",
+    noticeText = NOTICE_TEXT,
+    controllerName = "Coffee Shop Rewards Ltd",
+    controllerContact = "privacy@coffee.example",
+    subjectRef = options.member,
+    jurisdiction = "EU",
+    withdrawalMethod = "Privacy center in the app (withdraw PURPOSE)",
+    renewalWindowDays = 30u,
+)
+
+/**
+ * Runs the app with [args]; returns the process exit code (0 ok, 1 a command failed, 2 bad
+ * usage, 3 the store could not be opened). Separate from [main] so tests run it in-process.
+ */
+fun runApp(args: Array<String>, out: PrintStream, password: () -> CharArray): Int {
+    val options = try {
+        Options.parse(args)
+    } catch (e: IllegalArgumentException) {
+        out.println(e.message)
+        return 2
+    }
+    val client = try {
+        options.data.mkdirs()
+        CoveyClient.open(clientConfig(options), Pkcs12KeyStore(options.keys, password()))
+    } catch (e: CoveyException) {
+        out.println("error: cannot open your rewards on this device: ${e.javaClass.simpleName}: ${e.message}")
+        return 3
+    } catch (e: java.io.IOException) {
+        // A wrong password surfaces as an IOException from the PKCS#12 loader.
+        out.println("error: cannot read the key file ${options.keys.path} (wrong password?)")
+        return 3
+    }
+    return client.use {
+        val session = RewardsSession(it, NOTICE_VERSION)
+        val ok = if (options.script != null) {
+            ConsoleApp(session, out, ask = null).run(options.script.readLines().asSequence())
+        } else {
+            out.println("Type 'help' for commands.")
+            val lines = generateSequence { out.print("> "); readlnOrNull() }
+            ConsoleApp(session, out, ask = { q -> out.print(q); readlnOrNull() }).run(lines)
+        }
+        if (ok) 0 else 1
+    }
+}
+
+fun main(args: Array<String>) {
+    val code = runApp(args, System.out) {
+        System.getenv("COFFEE_REWARDS_PASSWORD")?.toCharArray()
+            ?: System.console()?.readPassword("Key file password: ")
+            ?: run {
+                System.err.println("set COFFEE_REWARDS_PASSWORD (no terminal to ask on)")
+                exitProcess(2)
+            }
+    }
+    exitProcess(code)
+}
