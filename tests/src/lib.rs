@@ -1,2 +1,248 @@
-//! Cross-crate end-to-end tests live in `tests/tests/`; this library holds shared fixtures.
+//! Cross-crate end-to-end tests live in `tests/tests/`; this library holds shared fixtures:
+//! an embedded aggregation server on loopback over a real SQLite data directory, and
+//! members with real encrypted stores, consent and purchase histories.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use covey_model::{Catalog, ItemInfo};
+use covey_sdk::audit::MemoryAnchorStore;
+use covey_sdk::consent::{ConsentEventKind, Controller, PurposeId};
+use covey_sdk::notice::Notice;
+use covey_sdk::purpose::PurposeRegistry;
+use covey_sdk::record::RecordContext;
+use covey_sdk::{Device, DeviceConfig};
+use covey_server::clock::SystemClock;
+use covey_server::config::{PopulationConfig, catalog_csv};
+use covey_server::http::{HttpConfig, RateLimit};
+use covey_server::ops::{self, Running, ServeOptions};
+use covey_store::{
+    Channel, EventKind, FakeClock, InMemoryKeyStore, LoyaltyEvent, Store, StoreConfig, StoreRng,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+/// 2026-01-01T00:00:00Z: the members' (fake) clock.
+pub const T0: i64 = 1_767_225_600_000;
+
+/// A small catalog: `items` SKUs in 6 categories and 4 price levels.
+pub fn catalog(items: usize) -> Catalog {
+    let list = (0..items)
+        .map(|i| ItemInfo {
+            category: format!("cat-{}", i % 6),
+            price_band: Some(covey_model::price_band(150 * (1 + (i % 4) as i64))),
+            ..ItemInfo::new(format!("sku-{i}"))
+        })
+        .collect();
+    Catalog::new(list).expect("catalog")
+}
+
+/// A population TOML over `catalog.csv`: dimension `dim`, cohorts of `cohort_min..=cohort_max`,
+/// FedAvg, no contribution bounds that a test's repeated rounds would hit.
+pub fn population_toml(name: &str, dim: usize, cohort_min: usize, cohort_max: usize) -> String {
+    format!(
+        r#"
+[population]
+name = "{name}"
+[model]
+dim = {dim}
+feature_rows = 16
+catalog = "catalog.csv"
+[model.training]
+local_epochs = 2
+negatives = 16
+[privacy]
+mechanism = "skellam"
+epsilon_budget = 1000000.0
+delta = 1e-6
+clip_norm = 1.0
+noise_multiplier = 0.5
+bits = 24
+[secagg]
+cohort_min = {cohort_min}
+cohort_max = {cohort_max}
+dropout_tolerance = 0.4
+adversarial_fraction = 0.05
+[deadlines]
+check_in = 2
+advertise_keys = 6
+share_keys = 6
+masked_input = 10
+consistency_check = 6
+unmask = 6
+[eligibility]
+min_examples = 3
+min_separation_hours = 0
+max_per_day = 100
+[optimizer]
+kind = "fedavg"
+learning_rate = 1.0
+"#
+    )
+}
+
+/// Writes `toml` and its catalog into `dir` and creates the population in the SQLite store
+/// under `dir/data` through the operator's `init` path.
+pub fn init_population(dir: &Path, toml: &str, catalog: &Catalog) -> PathBuf {
+    std::fs::write(dir.join("catalog.csv"), catalog_csv(catalog).expect("csv"))
+        .expect("write catalog");
+    let config_path = dir.join("population.toml");
+    std::fs::write(&config_path, toml).expect("write config");
+    let data = dir.join("data");
+    let store = ops::open_storage(&data, None).expect("storage");
+    let config = PopulationConfig::load(&config_path).expect("config");
+    covey_server::service::init_population(
+        &*store,
+        &SystemClock,
+        &mut ChaCha20Rng::seed_from_u64(11),
+        &config,
+    )
+    .expect("init population");
+    data
+}
+
+/// An embedded server (HTTP + round driver) on loopback over the data directory `data`.
+pub fn start_server(runtime: &tokio::runtime::Runtime, data: &Path, seed: u64) -> Running {
+    let store = ops::open_storage(data, None).expect("storage");
+    let options = ServeOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        http: HttpConfig {
+            max_body_bytes: 4 << 20,
+            rate_limit: RateLimit {
+                burst: 100_000.0,
+                per_second: 100_000.0,
+            },
+            tls: None,
+        },
+        tick: Some(Duration::from_millis(25)),
+        drive: None,
+    };
+    runtime
+        .block_on(async {
+            ops::start(
+                store,
+                Arc::new(SystemClock),
+                Box::new(ChaCha20Rng::seed_from_u64(seed)),
+                &options,
+            )
+        })
+        .expect("server starts")
+}
+
+/// One member's phone: a real encrypted store in its own directory and a device over it.
+#[derive(Debug)]
+pub struct Member {
+    /// The store's directory (kept alive with the member).
+    pub dir: tempfile::TempDir,
+    /// The device facade.
+    pub device: Device,
+    /// The member's clock.
+    pub clock: Arc<FakeClock>,
+}
+
+fn rng(seed: u64) -> StoreRng {
+    Box::new(ChaCha20Rng::seed_from_u64(seed))
+}
+
+fn device_config() -> DeviceConfig {
+    let registry = PurposeRegistry::with_builtins();
+    let notice = Notice::new(
+        "loyalty-privacy",
+        1,
+        "en",
+        "Example Grocers privacy notice, version 1.",
+        &registry,
+    )
+    .expect("notice");
+    DeviceConfig {
+        context: RecordContext {
+            subject_ref: "subj-e2e".into(),
+            controller: Controller {
+                name: "Example Grocers Ltd".into(),
+                contact: "privacy@example.test".into(),
+            },
+            jurisdiction: "EU-GDPR".into(),
+            withdrawal_method: "app://privacy-center".into(),
+        },
+        registry,
+        notice,
+        renewal_window_days: 30,
+    }
+}
+
+/// A temporary directory on a RAM file system when there is one (the store syncs every
+/// commit; on a shared disk that would dominate the test time without testing more).
+pub fn tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::tempdir().expect("tempdir")
+}
+
+impl Member {
+    /// A member with `purchases` purchases of catalog items (drawn with `seed`), who has
+    /// consented to federated training.
+    pub fn new(seed: u64, catalog_items: usize, purchases: usize) -> Self {
+        let dir = tempdir();
+        let clock = Arc::new(FakeClock::new(T0));
+        let keystore = Arc::new(InMemoryKeyStore::new(rng(seed ^ 0x5eed)));
+        let store = Arc::new(
+            Store::open_with_rng(
+                dir.path(),
+                keystore,
+                StoreConfig::default(),
+                clock.clone(),
+                rng(seed ^ 0xa11ce),
+            )
+            .expect("store"),
+        );
+        let mut pick = ChaCha20Rng::seed_from_u64(seed);
+        let events: Vec<LoyaltyEvent> = (0..purchases)
+            .map(|i| {
+                purchase(
+                    &format!("sku-{}", pick.next_u32() as usize % catalog_items),
+                    i,
+                )
+            })
+            .collect();
+        store.record_events(&events).expect("events");
+        let device = Device::open(
+            store,
+            device_config(),
+            Arc::new(MemoryAnchorStore::default()),
+            clock.clone(),
+            rng(seed ^ 0xde71ce),
+        )
+        .expect("device");
+        let member = Member { dir, device, clock };
+        member.decide(ConsentEventKind::Given);
+        member
+    }
+
+    /// Records a federated-training consent decision.
+    pub fn decide(&self, kind: ConsentEventKind) {
+        self.device
+            .decide(&PurposeId::federated_training(), kind, 1, "e2e")
+            .expect("consent decision");
+    }
+}
+
+fn purchase(item: &str, i: usize) -> LoyaltyEvent {
+    LoyaltyEvent {
+        kind: EventKind::Purchase,
+        item_id: item.into(),
+        category: String::new(),
+        quantity: 1,
+        amount_minor: 450,
+        currency: "EUR".into(),
+        store_id: "store-1".into(),
+        channel: Channel::InStore,
+        time_ms: T0 - 86_400_000 + i as i64 * 60_000,
+    }
+}

@@ -97,14 +97,14 @@ pub struct DeviceExport {
 
 /// One member's device: store, consent ledger, audit log, privacy center.
 pub struct Device {
-    store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     registry: PurposeRegistry,
     notice: Notice,
     context: RecordContext,
     key: DeviceKey,
     anchor: Arc<dyn AnchorStore>,
-    clock: Arc<dyn Clock>,
-    rng: Mutex<StoreRng>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Mutex<StoreRng>,
     renewal_window_ms: i64,
     /// Cleared when verification finds tampering: a tampered log is never re-signed, so a
     /// later checkpoint cannot bless the damage.

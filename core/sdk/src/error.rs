@@ -76,12 +76,39 @@ pub enum Error {
         /// The purpose.
         purpose: PurposeId,
     },
+    /// The device may not take part in a round now; the reason is named.
+    #[error("not eligible: {0}")]
+    NotEligible(crate::participate::Ineligible),
+    /// Talking to the aggregation server failed.
+    #[error("network: {0}")]
+    Network(crate::participate::NetworkError),
+    /// The host cancelled the operation (nothing more was sent).
+    #[error("cancelled")]
+    Cancelled,
+    /// The device checked in but the server did not select it for the round's cohort
+    /// (nothing was sent).
+    #[error("not selected for the round's cohort")]
+    NotSelected,
+    /// Round participation needs a server registration first (`Device::join`).
+    #[error("not registered with an aggregation server")]
+    NotRegistered,
+    /// A protocol step (DP encoding, secure aggregation, accounting) failed.
+    #[error("{what}: {reason}")]
+    Protocol {
+        /// Which step.
+        what: &'static str,
+        /// Why (shapes and parameters, never values).
+        reason: String,
+    },
     /// Consent reached the end of its validity while an operation was running.
     #[error("consent for purpose {purpose} expired")]
     ConsentExpired {
         /// The purpose.
         purpose: PurposeId,
     },
+    /// The recommender failed (malformed model blob, unknown item, bad configuration).
+    #[error(transparent)]
+    Model(#[from] covey_model::Error),
 }
 
 impl From<covey_store::Error> for Error {

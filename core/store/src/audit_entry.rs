@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::consent::{ConsentEventKind, DataCategory, PurposeId};
+use crate::records::ParticipationOutcome;
 
 /// Version of the entry encoding.
 pub const AUDIT_ENTRY_VERSION: u8 = 1;
@@ -93,6 +94,14 @@ pub enum AuditEvent {
     },
     /// A model update left the device.
     Upload(UploadRecord),
+    /// The device's part in a training round ended. An `aborted` round sent nothing after
+    /// the abort; `dropped_out` means the network or a deadline ended it.
+    RoundEnded {
+        /// Server round id.
+        round: u64,
+        /// How it ended.
+        outcome: ParticipationOutcome,
+    },
     /// Data was erased.
     Erasure {
         /// What: "all", or "purpose:<id>" for per-purpose erasure of derived state.
