@@ -19,20 +19,15 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use chacha20::ChaCha20;
-use chacha20::cipher::{KeyIvInit, StreamCipher};
-use covey_benches::{median_seconds, median_seconds_batched, peer_json_lines};
+use covey_benches::{
+    ClientCase, keystream_floor, median_seconds, median_seconds_batched, peer_json_lines, session,
+};
 use covey_protocol::secagg::graph::Graph;
 use covey_protocol::secagg::params::{self, AdversaryClass, ThreatModel};
-use covey_protocol::secagg::{
-    Client, ClientMessage, MemberId, Server, ServerMessage, ServerStep, SessionId, SessionParams,
-};
+use covey_protocol::secagg::{Client, ClientMessage, MemberId, Server, ServerStep};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-
-const BITS: u32 = 32;
-const MEMBER_ZERO_SEED: u64 = 0x5eca;
 
 /// How big a run is: `cargo test` runs each bench once on toy sizes (CI), `cargo bench` the
 /// issue's sizes, `COVEY_SECAGG_BENCH=quick cargo bench` the 100k cases and 10% dropout.
@@ -73,109 +68,6 @@ fn server_sizes() -> (usize, usize, &'static [usize]) {
         Scale::Quick => (1000, 100_000, &[10]),
         Scale::Full => (1000, 100_000, &[0, 10, 30]),
     }
-}
-
-fn session(n: usize, m: usize, degree: usize, threshold: usize) -> SessionParams {
-    SessionParams {
-        session_id: SessionId([0x42; 32]),
-        bits: BITS,
-        dimension: m,
-        degree,
-        threshold,
-        roster: (0..n as u32).map(MemberId).collect(),
-        signing_keys: None,
-    }
-}
-
-/// A cohort of k + 1 members, all neighbours of member 0, run up to the masked-input stage.
-/// Returns what member 0 receives, so it can be rebuilt (same seed, same keys) per iteration.
-struct ClientCase {
-    params: SessionParams,
-    input: Vec<u32>,
-    directory: ServerMessage,
-    bundle: ServerMessage,
-}
-
-impl ClientCase {
-    fn new(k: usize, m: usize) -> Self {
-        let params = session(k + 1, m, k, (k / 3).max(2));
-        let input: Vec<u32> = (0..m as u32)
-            .map(|i| i.wrapping_mul(2_654_435_761))
-            .collect();
-        let mut server = Server::new(params.clone()).expect("valid params");
-        let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let mut clients = Vec::new();
-        for member in &params.roster {
-            let (client, hello) = if member.0 == 0 {
-                Self::member_zero(&params, &input)
-            } else {
-                Client::new(params.clone(), *member, &input, None, &mut rng).expect("client")
-            };
-            server.receive(&hello).expect("hello");
-            clients.push(client);
-        }
-        let directories = Self::open_next(&mut server);
-        for message in &directories {
-            let reply = clients[message.recipient.0 as usize]
-                .handle(message)
-                .expect("reply");
-            server.receive(&reply).expect("accept");
-        }
-        let directory = Self::for_zero(directories);
-        let bundle = Self::for_zero(Self::open_next(&mut server));
-        ClientCase {
-            params,
-            input,
-            directory,
-            bundle,
-        }
-    }
-
-    fn member_zero(params: &SessionParams, input: &[u32]) -> (Client, ClientMessage) {
-        let mut rng = ChaCha20Rng::seed_from_u64(MEMBER_ZERO_SEED);
-        Client::new(params.clone(), MemberId(0), input, None, &mut rng).expect("member 0")
-    }
-
-    /// Closes the stage and returns the messages opening the next one.
-    fn open_next(server: &mut Server) -> Vec<ServerMessage> {
-        match server.close_stage().expect("close") {
-            ServerStep::Send(messages) => messages,
-            ServerStep::Finished(_) => unreachable!("session cannot finish at this stage"),
-        }
-    }
-
-    fn for_zero(messages: Vec<ServerMessage>) -> ServerMessage {
-        messages
-            .into_iter()
-            .find(|m| m.recipient == MemberId(0))
-            .expect("member 0 message")
-    }
-
-    /// Member 0 at the masked-input stage.
-    fn ready(&self) -> Client {
-        let (mut client, _) = Self::member_zero(&self.params, &self.input);
-        client.handle(&self.directory).expect("share keys");
-        client
-    }
-
-    /// Member 0's stages 1–3.
-    fn all_stages(&self) -> ClientMessage {
-        let mut client = self.ready();
-        client.handle(&self.bundle).expect("masked input")
-    }
-}
-
-/// The raw keystream floor: `words` u32 of ChaCha20 through the same 16 KiB buffer size.
-fn keystream_floor(words: usize) -> u8 {
-    let mut cipher = ChaCha20::new(&[7u8; 32].into(), &[0u8; 12].into());
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut left = words * 4;
-    while left > 0 {
-        let n = left.min(buf.len());
-        cipher.apply_keystream(&mut buf[..n]);
-        left -= n;
-    }
-    buf[0]
 }
 
 /// The floor on every core the machine has, as the server uses them all.

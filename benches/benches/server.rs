@@ -81,7 +81,7 @@ fn bench_ingest(c: &mut Criterion) {
         .create_population(&PopulationRecord {
             name: "bench".into(),
             config_toml: String::new(),
-            catalog: Vec::new(),
+            catalog: String::new(),
             created_at: 0,
         })
         .expect("population");
