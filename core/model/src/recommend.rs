@@ -168,6 +168,12 @@ impl<'a> Recommender<'a> {
         }
     }
 
+    /// The member's solved user vector when rankings are personalized (to keep as
+    /// [`crate::LocalState`]); `None` for the global ranking.
+    pub fn user_vector(&self) -> Option<&[f32]> {
+        self.personal.as_ref().ok().map(UserSolve::vector)
+    }
+
     /// The top `k` items under `filter`.
     pub fn recommend(&self, k: usize, filter: &RecommendFilter) -> Recommendations {
         let user = self.personal.as_ref().ok().map(UserSolve::vector);

@@ -6,4 +6,5 @@
 #![warn(missing_docs)]
 pub mod accounting;
 pub mod dp;
+pub mod param;
 pub mod secagg;

@@ -111,6 +111,8 @@ pub struct Device {
     log_trusted: AtomicBool,
     /// Serializes checkpointing (sign, store, anchor) so anchors only move forward.
     checkpointing: Mutex<()>,
+    /// The recommender's model and in-memory state (see [`crate::personalize`]).
+    pub(crate) personalizer: crate::personalize::Personalizer,
 }
 
 impl std::fmt::Debug for Device {
@@ -152,6 +154,7 @@ impl Device {
             renewal_window_ms: i64::from(config.renewal_window_days) * DAY_MS,
             log_trusted: AtomicBool::new(true),
             checkpointing: Mutex::new(()),
+            personalizer: Default::default(),
         };
         let report = device.verify_audit_log()?;
         if !report.is_intact() {
@@ -288,6 +291,7 @@ impl Device {
             ConsentEventKind::Refused | ConsentEventKind::Withdrawn | ConsentEventKind::Expired
         );
         let erased_items = if ends_consent {
+            self.personalizer.consent_ended(purpose);
             self.store.erase_derived_state(purpose)?
         } else {
             0
@@ -385,6 +389,7 @@ impl Device {
         let report = {
             let _guard = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
             let report = self.store.erase_all()?;
+            self.personalizer.forget_all();
             self.anchor.clear()?;
             self.log_trusted.store(true, Ordering::SeqCst);
             report

@@ -106,6 +106,17 @@ pub enum Error {
         /// The purpose.
         purpose: PurposeId,
     },
+    /// No global model is installed yet ([`crate::Device::install_model`]).
+    #[error("no global model is installed")]
+    NoModel,
+    /// A model older than the installed one was offered.
+    #[error("model version {offered} is older than the installed version {installed}")]
+    StaleModel {
+        /// Version installed.
+        installed: u64,
+        /// Version offered.
+        offered: u64,
+    },
     /// The recommender failed (malformed model blob, unknown item, bad configuration).
     #[error(transparent)]
     Model(#[from] covey_model::Error),

@@ -7,6 +7,7 @@ pub mod device;
 pub mod error;
 pub mod notice;
 pub mod participate;
+pub mod personalize;
 pub mod privacy;
 pub mod purpose;
 pub mod receipt;

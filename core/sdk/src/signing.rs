@@ -4,9 +4,10 @@
 //! sealed in the store, so it is protected by the same platform-keystore-wrapped data key as
 //! the member's history, and erasing the store shreds it.
 
+use covey_protocol::secagg::SigningIdentity;
+use covey_protocol::secagg::crypto::{SIGNATURE_BYTES, random_secret, verify};
 use rand_core::CryptoRng;
 use ring::digest::{SHA256, digest};
-use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -19,9 +20,11 @@ pub const CHECKPOINT_VERSION: u8 = 1;
 /// Length of an Ed25519 seed.
 pub const SEED_LEN: usize = 32;
 
-/// The device's signing key.
+/// The device's signing key: the protocol's Ed25519 [`SigningIdentity`] (one wrapper over
+/// ring for the whole code base) plus the seed it was made from, which the store seals.
 pub struct DeviceKey {
-    pair: Ed25519KeyPair,
+    identity: SigningIdentity,
+    public: [u8; 32],
     seed: Zeroizing<[u8; SEED_LEN]>,
 }
 
@@ -36,19 +39,25 @@ impl std::fmt::Debug for DeviceKey {
 impl DeviceKey {
     /// A fresh key from `rng` (OS randomness in production, seeded in tests).
     pub fn generate(rng: &mut (impl CryptoRng + ?Sized)) -> Result<Self> {
-        let mut seed = Zeroizing::new([0u8; SEED_LEN]);
-        rng.fill_bytes(seed.as_mut());
-        Self::from_seed(seed.as_ref())
+        Self::from_seed(random_secret(rng).as_ref())
     }
 
     /// Restores a key from its seed.
     pub fn from_seed(seed: &[u8]) -> Result<Self> {
-        let pair = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| Error::Corrupted {
+        let corrupted = Error::Corrupted {
             what: "device signing key",
-        })?;
+        };
         let mut copy = Zeroizing::new([0u8; SEED_LEN]);
+        if seed.len() != SEED_LEN {
+            return Err(corrupted);
+        }
         copy.copy_from_slice(seed);
-        Ok(Self { pair, seed: copy })
+        let identity = SigningIdentity::from_seed(&copy).map_err(|_| corrupted)?;
+        Ok(Self {
+            public: identity.public_key(),
+            identity,
+            seed: copy,
+        })
     }
 
     /// The seed, for sealing into the store.
@@ -58,7 +67,12 @@ impl DeviceKey {
 
     /// The public key (32 bytes).
     pub fn public_key(&self) -> &[u8] {
-        self.pair.public_key().as_ref()
+        &self.public
+    }
+
+    /// The protocol identity (signs SecAgg+ messages with the same key).
+    pub fn identity(&self) -> &SigningIdentity {
+        &self.identity
     }
 
     /// Short identifier: hex of the first 8 bytes of SHA-256(public key).
@@ -68,7 +82,7 @@ impl DeviceKey {
 
     /// Signs `message`.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.pair.sign(message).as_ref().to_vec()
+        self.identity.sign(message).to_vec()
     }
 }
 
@@ -77,11 +91,15 @@ pub fn key_id(public_key: &[u8]) -> String {
     hex::encode(&digest(&SHA256, public_key).as_ref()[..8])
 }
 
-/// Verifies an Ed25519 signature.
+/// Verifies an Ed25519 signature (false for keys or signatures of the wrong length).
 pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    UnparsedPublicKey::new(&ED25519, public_key)
-        .verify(message, signature)
-        .is_ok()
+    let (Ok(key), Ok(sig)) = (
+        <&[u8; 32]>::try_from(public_key),
+        <&[u8; SIGNATURE_BYTES]>::try_from(signature),
+    ) else {
+        return false;
+    };
+    verify(key, message, sig).is_ok()
 }
 
 /// A device-signed statement "the audit log had `tree_size` entries with root `root`".

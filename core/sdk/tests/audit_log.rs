@@ -109,6 +109,24 @@ fn tampered(tamper: impl FnOnce(&Connection)) -> (Fixture, AuditReport) {
     (fx, report)
 }
 
+/// Overwrites the sealed bytes of audit row `id`.
+fn put_sealed(c: &Connection, id: i64, blob: &[u8]) {
+    c.execute(
+        "UPDATE audit_log SET sealed = ?1 WHERE id = ?2",
+        rusqlite::params![blob, id],
+    )
+    .expect("update");
+}
+
+fn assert_unreadable(report: &AuditReport, position: u64) {
+    assert!(
+        report
+            .violations
+            .contains(&AuditViolation::Unreadable { position }),
+        "{report:?}"
+    );
+}
+
 #[test]
 fn untouched_log_verifies_across_reopen_and_holds_no_member_values() {
     let mut fx = busy_fixture();
@@ -160,17 +178,9 @@ fn a_modified_entry_is_detected() {
         let mut blob = sealed(c, id);
         let last = blob.len() - 1;
         blob[last] ^= 0x01;
-        c.execute(
-            "UPDATE audit_log SET sealed = ?1 WHERE id = ?2",
-            rusqlite::params![blob, id],
-        )
-        .expect("update");
+        put_sealed(c, id, &blob);
     });
-    assert!(
-        report
-            .violations
-            .contains(&AuditViolation::Unreadable { position: 3 })
-    );
+    assert_unreadable(&report, 3);
 }
 
 #[test]
@@ -193,27 +203,11 @@ fn reordered_entries_are_detected() {
     let (_, report) = tampered(|c| {
         let ids = audit_ids(c);
         let (a, b) = (sealed(c, ids[1]), sealed(c, ids[4]));
-        c.execute(
-            "UPDATE audit_log SET sealed = ?1 WHERE id = ?2",
-            rusqlite::params![b, ids[1]],
-        )
-        .expect("swap");
-        c.execute(
-            "UPDATE audit_log SET sealed = ?1 WHERE id = ?2",
-            rusqlite::params![a, ids[4]],
-        )
-        .expect("swap");
+        put_sealed(c, ids[1], &b);
+        put_sealed(c, ids[4], &a);
     });
-    assert!(
-        report
-            .violations
-            .contains(&AuditViolation::Unreadable { position: 1 })
-    );
-    assert!(
-        report
-            .violations
-            .contains(&AuditViolation::Unreadable { position: 4 })
-    );
+    assert_unreadable(&report, 1);
+    assert_unreadable(&report, 4);
 }
 
 #[test]
@@ -231,11 +225,7 @@ fn an_inserted_entry_is_detected() {
         )
         .expect("insert");
     });
-    assert!(
-        report
-            .violations
-            .contains(&AuditViolation::Unreadable { position: 3 })
-    );
+    assert_unreadable(&report, 3);
 }
 
 #[test]

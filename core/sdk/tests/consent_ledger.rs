@@ -24,11 +24,6 @@ fn ids() -> [PurposeId; 3] {
     ]
 }
 
-fn decide(fx: &Fixture, p: &PurposeId, kind: ConsentEventKind) {
-    let v = fx.device().notice().version;
-    fx.device().decide(p, kind, v, "test").expect("decide");
-}
-
 fn can_access(fx: &Fixture, p: &PurposeId) -> bool {
     let d = fx.device();
     match p.as_str() {
@@ -65,7 +60,7 @@ fn nothing_is_granted_before_consent_and_refusal_keeps_it_so() {
         ConsentState::NotAsked
     );
     assert!(fx.device().status(&p).expect("s").pending_request);
-    decide(&fx, &p, ConsentEventKind::Refused);
+    fx.decide(&p, ConsentEventKind::Refused);
     assert_eq!(
         fx.device().status(&p).expect("s").state,
         ConsentState::Refused
@@ -105,9 +100,9 @@ fn decisions_need_the_notice_in_force_and_a_known_purpose() {
 fn refusing_one_purpose_never_changes_another_and_reads_are_scoped() {
     let fx = Fixture::new();
     let [pers, fed, ana] = ids();
-    decide(&fx, &pers, ConsentEventKind::Given);
-    decide(&fx, &fed, ConsentEventKind::Refused);
-    decide(&fx, &ana, ConsentEventKind::Withdrawn);
+    fx.decide(&pers, ConsentEventKind::Given);
+    fx.decide(&fed, ConsentEventKind::Refused);
+    fx.decide(&ana, ConsentEventKind::Withdrawn);
     let grant = fx
         .device()
         .grant::<Personalization>("recommender")
@@ -129,18 +124,18 @@ fn refusing_one_purpose_never_changes_another_and_reads_are_scoped() {
 fn withdrawal_invalidates_outstanding_grants_and_regranting_mints_fresh_ones() {
     let fx = Fixture::new();
     let p = PurposeId::federated_training();
-    decide(&fx, &p, ConsentEventKind::Given);
+    fx.decide(&p, ConsentEventKind::Given);
     let old = fx
         .device()
         .grant::<FederatedTraining>("trainer")
         .expect("given");
-    decide(&fx, &p, ConsentEventKind::Withdrawn);
+    fx.decide(&p, ConsentEventKind::Withdrawn);
     assert!(old.check().is_err());
     assert!(matches!(
         fx.store.history(&old, &HistoryQuery::default()),
         Err(covey_store::Error::Consent(_))
     ));
-    decide(&fx, &p, ConsentEventKind::Given);
+    fx.decide(&p, ConsentEventKind::Given);
     assert!(
         old.check().is_err(),
         "a re-grant does not revive old grants"
@@ -156,7 +151,7 @@ fn withdrawal_invalidates_outstanding_grants_and_regranting_mints_fresh_ones() {
 fn consent_expires_after_its_validity_period_and_expiry_is_recorded() {
     let fx = Fixture::new();
     let p = PurposeId::personalization();
-    decide(&fx, &p, ConsentEventKind::Given);
+    fx.decide(&p, ConsentEventKind::Given);
     let grant = fx
         .device()
         .grant::<Personalization>("recommender")
@@ -192,7 +187,7 @@ fn consent_expires_after_its_validity_period_and_expiry_is_recorded() {
             .iter()
             .any(|pr| pr.purpose == p && pr.reason == PromptReason::Expired)
     );
-    decide(&fx, &p, ConsentEventKind::Renewed);
+    fx.decide(&p, ConsentEventKind::Renewed);
     assert!(fx.device().grant::<Personalization>("recommender").is_ok());
 }
 
@@ -201,7 +196,7 @@ fn wording_only_notice_change_prompts_nothing_and_keeps_grants() {
     let mut fx = Fixture::new();
     let mut registry = PurposeRegistry::with_builtins();
     for p in ids() {
-        decide(&fx, &p, ConsentEventKind::Given);
+        fx.decide(&p, ConsentEventKind::Given);
     }
     let grant = fx.device().grant::<Analytics>("metrics").expect("given");
     bump_notice(&mut fx, &mut registry, None);
@@ -215,7 +210,7 @@ fn wording_only_notice_change_prompts_nothing_and_keeps_grants() {
 fn material_change_reprompts_only_the_changed_purpose_and_names_the_change() {
     let mut fx = Fixture::new();
     for p in ids() {
-        decide(&fx, &p, ConsentEventKind::Given);
+        fx.decide(&p, ConsentEventKind::Given);
     }
     let pers_grant = fx
         .device()
@@ -255,7 +250,7 @@ fn material_change_reprompts_only_the_changed_purpose_and_names_the_change() {
     );
     assert!(fx.device().grant::<Personalization>("r").is_err());
     assert!(fx.device().grant::<Analytics>("m").is_ok());
-    decide(&fx, &pers, ConsentEventKind::Renewed);
+    fx.decide(&pers, ConsentEventKind::Renewed);
     let renewed = fx.device().grant::<Personalization>("r").expect("renewed");
     assert!(fx.device().prompts_needed().is_empty());
     // The new terms no longer declare the personal model: the grant cannot read it.
@@ -272,7 +267,7 @@ fn never_asked_purposes_are_prompted_and_refusals_are_respected() {
     let prompts = fx.device().prompts_needed();
     assert_eq!(prompts.len(), 3);
     assert!(prompts.iter().all(|p| p.reason == PromptReason::NeverAsked));
-    decide(&fx, &PurposeId::analytics(), ConsentEventKind::Refused);
+    fx.decide(&PurposeId::analytics(), ConsentEventKind::Refused);
     let mut registry = PurposeRegistry::with_builtins();
     bump_notice(&mut fx, &mut registry, Some(&PurposeId::analytics()));
     assert!(
@@ -286,7 +281,7 @@ fn never_asked_purposes_are_prompted_and_refusals_are_respected() {
 #[test]
 fn a_grant_for_one_purpose_cannot_read_categories_it_does_not_declare() {
     let fx = Fixture::new();
-    decide(&fx, &PurposeId::analytics(), ConsentEventKind::Given);
+    fx.decide(&PurposeId::analytics(), ConsentEventKind::Given);
     let analytics = fx.device().grant::<Analytics>("metrics").expect("given");
     fx.store
         .put_blob("personalization/user_state", b"vector")
@@ -396,7 +391,7 @@ proptest! {
             let mut ended: Vec<usize> = vec![];
             match op {
                 Op::Decide(i, kind) => {
-                    decide(&fx, &ids[i], kind);
+                    fx.decide(&ids[i], kind);
                     if kind != ConsentEventKind::Requested {
                         let days = registry.get(&ids[i]).expect("known").validity_days;
                         let grants = matches!(kind, ConsentEventKind::Given | ConsentEventKind::Renewed);

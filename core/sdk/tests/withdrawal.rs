@@ -37,14 +37,7 @@ struct Run {
 
 fn run_once(fx: &Fixture) -> Run {
     let purpose = PurposeId::federated_training();
-    let v = fx.device().notice().version;
-    fx.device()
-        .decide(&purpose, ConsentEventKind::Given, v, "test")
-        .expect("give");
-    let grant = fx
-        .device()
-        .grant::<FederatedTraining>("trainer")
-        .expect("grant");
+    let grant = fx.consented_grant::<FederatedTraining>("trainer");
     let store = fx.store.clone();
     let started = Arc::new(Barrier::new(2));
     let loop_started = started.clone();
@@ -77,9 +70,7 @@ fn run_once(fx: &Fixture) -> Run {
     started.wait();
     thread::sleep(Duration::from_millis(30));
     let withdrawn_at = Instant::now();
-    fx.device()
-        .decide(&purpose, ConsentEventKind::Withdrawn, v, "test")
-        .expect("withdraw");
+    fx.decide(&purpose, ConsentEventKind::Withdrawn);
     let withdraw_returned = Instant::now();
     let (stopped_at, ok_reads, steps) = trainer.join().expect("trainer thread");
     Run {
@@ -126,14 +117,7 @@ fn training_loop_stops_at_its_next_check_after_withdrawal() {
 fn a_spinning_check_sees_the_withdrawal_promptly() {
     let fx = Fixture::new();
     let purpose = PurposeId::federated_training();
-    let v = fx.device().notice().version;
-    fx.device()
-        .decide(&purpose, ConsentEventKind::Given, v, "test")
-        .expect("give");
-    let grant = fx
-        .device()
-        .grant::<FederatedTraining>("trainer")
-        .expect("grant");
+    let grant = fx.consented_grant::<FederatedTraining>("trainer");
     let spinner = thread::spawn(move || {
         while grant.check().is_ok() {
             std::hint::spin_loop();
@@ -142,9 +126,7 @@ fn a_spinning_check_sees_the_withdrawal_promptly() {
     });
     thread::sleep(Duration::from_millis(10));
     let withdrawn_at = Instant::now();
-    fx.device()
-        .decide(&purpose, ConsentEventKind::Withdrawn, v, "test")
-        .expect("withdraw");
+    fx.decide(&purpose, ConsentEventKind::Withdrawn);
     let seen_at = spinner.join().expect("spinner");
     let latency = seen_at.saturating_duration_since(withdrawn_at);
     eprintln!(
@@ -158,21 +140,11 @@ fn a_spinning_check_sees_the_withdrawal_promptly() {
 fn withdrawing_training_discards_the_pending_update() {
     let fx = Fixture::new();
     let purpose = PurposeId::federated_training();
-    let v = fx.device().notice().version;
-    fx.device()
-        .decide(&purpose, ConsentEventKind::Given, v, "test")
-        .expect("give");
-    let grant = fx
-        .device()
-        .grant::<FederatedTraining>("uploader")
-        .expect("grant");
+    let grant = fx.consented_grant::<FederatedTraining>("uploader");
     fx.store
         .put_blob("federated_training/pending_update", &[7u8; 4096])
         .expect("pending update");
-    let decision = fx
-        .device()
-        .decide(&purpose, ConsentEventKind::Withdrawn, v, "test")
-        .expect("withdraw");
+    let decision = fx.decide(&purpose, ConsentEventKind::Withdrawn);
     assert_eq!(decision.erased_items, 1);
     assert!(matches!(
         fx.device().upload_permit(&grant),

@@ -17,6 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit_entry::AuditEvent;
 use crate::catalog;
 use crate::datakey::KeyInfo;
 use crate::error::{Error, Result};
@@ -82,10 +83,14 @@ pub struct ImportReport {
 }
 
 impl Store {
-    /// Everything stored about the member, from one consistent snapshot.
+    /// Everything stored about the member, from one consistent snapshot (right of access).
+    ///
+    /// Like [`Store::member_history`], every export is audit-logged as a member access
+    /// (`what = "export"`, the number of events handed out), here where the data is read,
+    /// so no caller can hand the member's data out of the store unrecorded.
     pub fn export(&self) -> Result<ExportDocument> {
         let data_key = self.key_info()?;
-        self.read(|tx| {
+        let doc = self.read(|tx| {
             Ok(ExportDocument {
                 format: EXPORT_FORMAT.into(),
                 format_version: EXPORT_FORMAT_VERSION,
@@ -105,7 +110,12 @@ impl Store {
                 key_material: key_material::list(tx)?,
                 data_key,
             })
-        })
+        })?;
+        self.append_audit(AuditEvent::MemberAccess {
+            what: "export".into(),
+            rows: doc.events.len() as u64,
+        })?;
+        Ok(doc)
     }
 
     /// [`Store::export`] as pretty-printed JSON.

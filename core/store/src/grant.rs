@@ -174,33 +174,35 @@ pub trait PurposeGrant: sealed::Sealed + std::fmt::Debug {
 impl<P: Purpose> sealed::Sealed for Grant<P> {}
 impl sealed::Sealed for HostGrant {}
 
-impl<P: Purpose> PurposeGrant for Grant<P> {
-    fn purpose(&self) -> &PurposeId {
-        &self.ticket.purpose
-    }
-    fn component(&self) -> &str {
-        &self.ticket.component
-    }
-    fn check(&self) -> Result<(), GrantError> {
-        self.ticket.check()
-    }
-    fn covers(&self, category: DataCategory) -> Result<(), GrantError> {
-        self.ticket.covers(category)
+/// The ticket behind a grant type: [`PurposeGrant`] is implemented once, over it.
+trait HoldsTicket: sealed::Sealed + std::fmt::Debug {
+    fn ticket(&self) -> &Ticket;
+}
+
+impl<P: Purpose> HoldsTicket for Grant<P> {
+    fn ticket(&self) -> &Ticket {
+        &self.ticket
     }
 }
 
-impl PurposeGrant for HostGrant {
+impl HoldsTicket for HostGrant {
+    fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+}
+
+impl<G: HoldsTicket> PurposeGrant for G {
     fn purpose(&self) -> &PurposeId {
-        &self.ticket.purpose
+        &self.ticket().purpose
     }
     fn component(&self) -> &str {
-        &self.ticket.component
+        &self.ticket().component
     }
     fn check(&self) -> Result<(), GrantError> {
-        self.ticket.check()
+        self.ticket().check()
     }
     fn covers(&self, category: DataCategory) -> Result<(), GrantError> {
-        self.ticket.covers(category)
+        self.ticket().covers(category)
     }
 }
 

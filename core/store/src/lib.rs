@@ -92,7 +92,7 @@ pub use key_material::KeyMaterialInfo;
 pub use keystore::{
     InMemoryKeyStore, KeyStore, KeyStoreError, PASSPHRASE_ITERATIONS, PassphraseKeyStore,
 };
-pub use read::HistoryQuery;
+pub use read::{HistoryQuery, HistoryStamp};
 pub use records::{
     Catalog, CatalogItem, KeyMaterial, MAX_BLOB_LEN, ParticipationOutcome, ParticipationRecord,
     StoredParticipation,

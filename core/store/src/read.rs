@@ -152,13 +152,7 @@ impl Store {
     /// purpose whose terms declare the personal-model category; checked and audit-logged like
     /// [`Store::history`].
     pub fn derived_blob(&self, grant: &dyn PurposeGrant, name: &str) -> Result<Option<Vec<u8>>> {
-        grant.check()?;
-        grant.covers(DataCategory::PersonalModel)?;
-        let owner = self.derived_state_purpose(name);
-        if owner.as_ref() != Some(grant.purpose()) {
-            let purpose = owner.unwrap_or_else(|| grant.purpose().clone());
-            return Err(GrantError::ConsentRequired(purpose).into());
-        }
+        self.check_derived_access(grant, name)?;
         let blob = self.read(|tx| read_blob(tx, name))?;
         self.log_read(
             grant,
@@ -168,10 +162,45 @@ impl Store {
         Ok(blob)
     }
 
+    /// Ok if `grant` may read or write the derived state `name`: it is still valid, its
+    /// purpose declares the personal-model category, and `name` lies under its purpose's
+    /// prefix.
+    pub(crate) fn check_derived_access(&self, grant: &dyn PurposeGrant, name: &str) -> Result<()> {
+        grant.check()?;
+        grant.covers(DataCategory::PersonalModel)?;
+        let owner = self.derived_state_purpose(name);
+        if owner.as_ref() != Some(grant.purpose()) {
+            let purpose = owner.unwrap_or_else(|| grant.purpose().clone());
+            return Err(GrantError::ConsentRequired(purpose).into());
+        }
+        Ok(())
+    }
+
     /// Round participation records within retention, oldest first.
     pub fn participations(&self) -> Result<Vec<StoredParticipation>> {
         self.read(participations)
     }
+
+    /// A stamp that changes whenever events are added or deleted, so a component holding
+    /// history it read under a grant knows when to read again. Reads no sealed value: only
+    /// the row count and the highest row id (row ids come from a counter that never reuses
+    /// an id, so an insert always raises it and a delete always lowers the count).
+    pub fn history_stamp(&self) -> Result<HistoryStamp> {
+        self.read(|tx| {
+            let sql = format!("SELECT count(*), coalesce(max(id), 0) FROM {}", EVENTS.name);
+            let (rows, max_id) = tx
+                .conn()
+                .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(HistoryStamp { rows, max_id })
+        })
+    }
+}
+
+/// See [`Store::history_stamp`]: equal stamps mean the same set of stored events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryStamp {
+    rows: i64,
+    max_id: i64,
 }
 
 fn read_blob(tx: &ReadTx<'_>, name: &str) -> Result<Option<Vec<u8>>> {

@@ -394,6 +394,11 @@ impl<'a> ReadTx<'a> {
         }
     }
 
+    /// The snapshot, for plain SQL over unsealed columns (counts, ids).
+    pub(crate) fn conn(&self) -> &Connection {
+        self.conn
+    }
+
     /// Opens each row of `table` (only those whose blind index matches `index_value`, if
     /// given) and calls `f(row_id, plaintext)`. The plaintext is zeroized afterwards.
     pub(crate) fn scan(

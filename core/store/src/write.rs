@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::event::{EventId, LoyaltyEvent};
+use crate::grant::PurposeGrant;
 use crate::records::{MAX_BLOB_LEN, ParticipationRecord, check_name, encode_named_blob};
 use crate::sealed::{EVENTS, MODEL_BLOBS, PARTICIPATIONS};
 use crate::store::Store;
@@ -43,15 +44,29 @@ impl Store {
     /// Stores (or replaces) the model state blob `name`, e.g. `"global_model"` or
     /// `"local_state"`. At most [`MAX_BLOB_LEN`] bytes.
     pub fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        check_name(name)?;
-        if bytes.len() > MAX_BLOB_LEN {
-            return Err(Error::InvalidInput {
-                field: "blob",
-                reason: "is larger than the store accepts",
-            });
-        }
+        check_blob(name, bytes)?;
         let record = zeroize::Zeroizing::new(encode_named_blob(name, bytes));
         self.write(|tx| tx.replace_named(&MODEL_BLOBS, name, &record).map(drop))
+    }
+
+    /// Stores (or replaces) derived member state `name` (under the grant's purpose prefix,
+    /// e.g. `personalization/local_state`), so the purpose's erasure deletes it when its
+    /// consent ends. Needs a valid grant for that purpose whose terms declare the
+    /// personal-model category; the grant is checked again inside the write transaction, so
+    /// state derived before a withdrawal is not written after it.
+    pub fn put_derived_blob(
+        &self,
+        grant: &dyn PurposeGrant,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<()> {
+        self.check_derived_access(grant, name)?;
+        check_blob(name, bytes)?;
+        let record = zeroize::Zeroizing::new(encode_named_blob(name, bytes));
+        self.write(|tx| {
+            grant.check()?;
+            tx.replace_named(&MODEL_BLOBS, name, &record).map(drop)
+        })
     }
 
     /// Deletes the model state blob `name`; returns whether it existed.
@@ -65,4 +80,15 @@ impl Store {
         record.validate()?;
         self.write(|tx| tx.insert(&PARTICIPATIONS, &record.encode()))
     }
+}
+
+fn check_blob(name: &str, bytes: &[u8]) -> Result<()> {
+    check_name(name)?;
+    if bytes.len() > MAX_BLOB_LEN {
+        return Err(Error::InvalidInput {
+            field: "blob",
+            reason: "is larger than the store accepts",
+        });
+    }
+    Ok(())
 }

@@ -367,6 +367,32 @@ fn erase_leaves_no_byte_of_any_member_value_and_shreds_the_key() {
     );
 }
 
+/// Handing the member's data out of the store is recorded where it is read, whoever asks.
+#[test]
+fn every_export_is_audit_logged_as_a_member_access() {
+    let fx = Fixture::new();
+    let store = fx.open();
+    store
+        .record_events(&[purchase("a", NOW - 10), purchase("b", NOW - 5)])
+        .expect("events");
+    let before = store.audit_rows().expect("rows").len();
+    store.export().expect("export");
+    store.export_json().expect("json");
+    let rows = store.audit_rows().expect("rows");
+    assert_eq!(rows.len(), before + 2);
+    for row in &rows[before..] {
+        let entry =
+            audit_entry::AuditEntry::decode(row.bytes.as_deref().expect("opens")).expect("decodes");
+        assert_eq!(
+            entry.event,
+            audit_entry::AuditEvent::MemberAccess {
+                what: "export".into(),
+                rows: 2
+            }
+        );
+    }
+}
+
 #[test]
 fn export_round_trips_through_json_and_import() {
     let fx = Fixture::new();
@@ -391,7 +417,13 @@ fn export_round_trips_through_json_and_import() {
     assert_eq!(value["events"][0]["kind"], "purchase");
     assert_eq!(value["events"][0]["amount_minor"], CANARY_AMOUNT);
     assert_eq!(value["events"][0]["channel"], "web");
-    let parsed: ExportDocument = serde_json::from_str(&json).expect("parse back");
+    let mut parsed: ExportDocument = serde_json::from_str(&json).expect("parse back");
+    assert_eq!(
+        parsed.data_key.seal_count,
+        doc.data_key.seal_count + 1,
+        "the first export sealed its audit entry"
+    );
+    parsed.data_key = doc.data_key.clone();
     assert_eq!(parsed, doc);
 
     // Portability: import into a new store, export again: same member data.
@@ -431,7 +463,8 @@ fn rotation_reseals_everything_under_a_new_key() {
 
     let report = store.rotate_key().expect("rotate");
     assert_eq!(report.generation, before_key.generation + 1);
-    assert_eq!(report.resealed_rows, before_raw.len() as u64 - 1);
+    // Every sealed value but the wrapped key, plus the export's audit entry.
+    assert_eq!(report.resealed_rows, before_raw.len() as u64 - 1 + 1);
     assert!(report.old_key_destroyed);
     let after_raw = raw_secrets(&fx);
     for old in &before_raw {
@@ -493,8 +526,11 @@ fn the_nonce_budget_is_enforced_and_rotation_renews_it() {
         store.record_events(&two),
         Err(Error::KeyUsageExhausted { sealed: 12 })
     ));
-    // (Counted through the export: a member-access read would itself seal an audit entry.)
-    assert_eq!(store.export().expect("export").events.len(), 10);
+    // (Counted in SQL: a member access or an export would itself seal an audit entry.)
+    let rows: i64 = raw(&fx.db_path())
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 10);
     store.rotate_key().expect("rotate");
     assert_eq!(store.key_info().expect("info").seal_count, 11);
     store

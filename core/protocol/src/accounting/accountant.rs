@@ -85,11 +85,23 @@ pub fn epsilon_for_events(
 }
 
 fn check_delta(delta: f64) -> Result<f64> {
-    check_range("delta", delta, 0.0, 1.0, "a probability in [0, 1]")
+    Ok(check_range(
+        "delta",
+        delta,
+        0.0,
+        1.0,
+        "a probability in [0, 1]",
+    )?)
 }
 
 fn check_epsilon(epsilon: f64) -> Result<f64> {
-    check_range("epsilon", epsilon, 0.0, f64::MAX, "a finite number >= 0")
+    Ok(check_range(
+        "epsilon",
+        epsilon,
+        0.0,
+        f64::MAX,
+        "a finite number >= 0",
+    )?)
 }
 
 /// The Rényi DP accountant: sums per-order RDP over events and converts with the improved

@@ -61,7 +61,8 @@ impl Sampling {
                 1.0,
                 "a probability in (0, 1]",
             )
-            .map(drop),
+            .map(drop)
+            .map_err(Into::into),
             Sampling::FixedSizeWithoutReplacement { cohort, population } => check_range(
                 "cohort",
                 cohort as f64,
@@ -69,7 +70,8 @@ impl Sampling {
                 population as f64,
                 "1 <= cohort <= population",
             )
-            .map(drop),
+            .map(drop)
+            .map_err(Into::into),
         }
     }
 }
@@ -125,7 +127,8 @@ impl Mechanism {
                 f64::MAX,
                 "a finite number >= 0",
             )
-            .map(drop),
+            .map(drop)
+            .map_err(Into::into),
             Mechanism::Skellam {
                 l1_sensitivity,
                 l2_sensitivity,
@@ -158,7 +161,8 @@ fn check_shares(l1_sensitivity: f64, l2_sensitivity: f64, survivors: u64) -> Res
 }
 
 fn check_at_least_one(name: &'static str, value: u64) -> Result<()> {
-    check_range(name, value as f64, 1.0, f64::MAX, "at least one").map(drop)
+    check_range(name, value as f64, 1.0, f64::MAX, "at least one")?;
+    Ok(())
 }
 
 /// `count` identical releases: one mechanism on one sampling scheme, repeated.

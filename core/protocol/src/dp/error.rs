@@ -111,32 +111,14 @@ pub enum Error {
 /// Result of the DP module.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Rejects a value that is not finite or not inside `[lo, hi]`.
-pub(crate) fn check_range(
-    name: &'static str,
-    value: f64,
-    lo: f64,
-    hi: f64,
-    expected: &'static str,
-) -> Result<f64> {
-    if value.is_finite() && value >= lo && value <= hi {
-        Ok(value)
-    } else {
-        Err(Error::InvalidParameter {
-            name,
-            value,
-            expected,
-        })
-    }
-}
+pub(crate) use crate::param::{check_positive, check_range};
 
-/// Rejects a value that is not finite and strictly positive.
-pub(crate) fn check_positive(name: &'static str, value: f64) -> Result<f64> {
-    check_range(
-        name,
-        value,
-        f64::MIN_POSITIVE,
-        f64::MAX,
-        "a finite number > 0",
-    )
+impl From<crate::param::InvalidParameter> for Error {
+    fn from(p: crate::param::InvalidParameter) -> Self {
+        Error::InvalidParameter {
+            name: p.name,
+            value: p.value,
+            expected: p.expected,
+        }
+    }
 }

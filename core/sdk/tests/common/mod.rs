@@ -6,11 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use covey_sdk::audit::MemoryAnchorStore;
-use covey_sdk::consent::{Controller, Mechanism, SignalSource};
+use covey_sdk::consent::{ConsentEventKind, Controller, Mechanism, PurposeId, SignalSource};
+use covey_sdk::grant::{Grant, Purpose};
 use covey_sdk::notice::Notice;
 use covey_sdk::purpose::PurposeRegistry;
 use covey_sdk::record::RecordContext;
-use covey_sdk::{Device, DeviceConfig};
+use covey_sdk::{Decision, Device, DeviceConfig};
 use covey_store::{
     Channel, EventKind, FakeClock, InMemoryKeyStore, LoyaltyEvent, Store, StoreConfig, StoreRng,
 };
@@ -104,6 +105,20 @@ impl Fixture {
     /// The device.
     pub fn device(&self) -> &Device {
         self.device.as_ref().expect("device is open")
+    }
+
+    /// The member's decision about `purpose` under the notice in force, on the "test" surface.
+    pub fn decide(&self, purpose: &PurposeId, kind: ConsentEventKind) -> Decision {
+        let v = self.device().notice().version;
+        self.device()
+            .decide(purpose, kind, v, "test")
+            .expect("decision")
+    }
+
+    /// Gives consent for built-in purpose `P` and mints a grant for `component`.
+    pub fn consented_grant<P: Purpose>(&self, component: &str) -> Grant<P> {
+        self.decide(&PurposeId::new(P::ID).expect("id"), ConsentEventKind::Given);
+        self.device().grant::<P>(component).expect("grant")
     }
 
     /// Reopens the device over the same store with another configuration (an app update).
