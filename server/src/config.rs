@@ -25,6 +25,7 @@
 //! [secagg]
 //! cohort_min = 50
 //! cohort_max = 1000
+//! check_in_max = 1500   # optional: pick the cohort at random from up to this many
 //! dropout_tolerance = 0.3
 //! adversarial_fraction = 0.05
 //!
@@ -58,6 +59,8 @@ use crate::error::{Error, Result};
 
 /// Largest model a population may declare (all parameters: every delta has this many).
 pub const MAX_PARAMETERS: usize = secagg::MAX_DIMENSION;
+/// Most devices one round's check-in may admit.
+pub const MAX_CHECK_INS: usize = 10 * secagg::params::MAX_MEMBERS;
 /// Longest stage deadline accepted (one day): longer ones are almost certainly a typo.
 pub const MAX_DEADLINE_SECS: u64 = 86_400;
 
@@ -183,8 +186,14 @@ fn default_accountant() -> AccountantKind {
 pub struct SecAggConfig {
     /// A round starts only with at least this many checked-in devices.
     pub cohort_min: usize,
-    /// Check-in closes at this many devices.
+    /// The most devices selected into a round's cohort (uniformly at random from those
+    /// checked in when check-in closes).
     pub cohort_max: usize,
+    /// Check-in closes early at this many devices (default: `cohort_max`, so nobody is
+    /// turned away); larger values let the server pick the cohort at random from a bigger
+    /// pool. Devices not selected are dismissed and may check in to a later round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_in_max: Option<usize>,
     /// Fraction of the cohort that may drop out over the session.
     pub dropout_tolerance: f64,
     /// Fraction of the cohort that may collude with the server.
@@ -195,6 +204,11 @@ pub struct SecAggConfig {
 }
 
 impl SecAggConfig {
+    /// How many devices check-in admits: [`SecAggConfig::check_in_max`] or `cohort_max`.
+    pub fn check_in_max(&self) -> usize {
+        self.check_in_max.unwrap_or(self.cohort_max)
+    }
+
     /// The threat model handed to the SecAgg+ parameter finder.
     pub fn threat_model(&self) -> ThreatModel {
         ThreatModel {
@@ -558,6 +572,17 @@ fn validate_secagg(s: &SecAggConfig) -> Result<()> {
         "secagg.cohort_max",
         || format!("must be at most {}", secagg::params::MAX_MEMBERS),
     )?;
+    check(
+        (s.cohort_max..=MAX_CHECK_INS).contains(&s.check_in_max()),
+        "secagg.check_in_max",
+        || {
+            format!(
+                "must be between cohort_max ({}) and {MAX_CHECK_INS}, got {}",
+                s.cohort_max,
+                s.check_in_max()
+            )
+        },
+    )?;
     check(!s.signed, "secagg.signed", || {
         "is not supported yet: device registration does not collect identity keys".into()
     })?;
@@ -661,6 +686,11 @@ mod tests {
             ("delta = 1e-6", "delta = 0.5", "privacy.delta"),
             ("bits = 20", "bits = 40", "privacy.bits"),
             ("cohort_max = 1000", "cohort_max = 10", "secagg.cohort_max"),
+            (
+                "cohort_max = 1000",
+                "cohort_max = 1000\ncheck_in_max = 999",
+                "secagg.check_in_max",
+            ),
             ("cohort_min = 50", "cohort_min = 1", "secagg.cohort_min"),
             (
                 "dropout_tolerance = 0.3",

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use covey_protocol::accounting::{Accountant, PrivacyEvent, Sampling};
 use covey_protocol::dp::{self, DecodedUpdate, Decoder, DpPlan, NoiseShare, PlanRequest};
@@ -28,8 +28,8 @@ use crate::metrics;
 use crate::optimizer::{self, OptimizerState};
 use crate::service::{Service, model_record, with_rng};
 use crate::storage::{
-    LedgerEntry, NewRound, RoundCompletion, RoundId, RoundPhase, RoundRecord, SessionRecord,
-    Transition,
+    LedgerEntry, NewRound, ROUND_PROFILE_VERSION, RoundCompletion, RoundId, RoundPhase,
+    RoundProfile, RoundRecord, SessionRecord, StageProfile, Transition,
 };
 use covey_model::GlobalModel;
 
@@ -46,6 +46,12 @@ struct Live {
     population: String,
     server: secagg::Server,
     plan: DpPlan,
+    /// Measurements so far (stored with the completed round).
+    profile: RoundProfile,
+    /// When the current stage opened (service clock).
+    stage_opened: Millis,
+    /// Server compute spent on the current stage's messages so far.
+    stage_compute: Duration,
 }
 
 /// The driver of one server process.
@@ -214,7 +220,7 @@ impl Driver {
     ) -> Result<()> {
         let store = self.service.store();
         let members = store.members(round.id)?;
-        let full = members.len() >= config.secagg().cohort_max;
+        let full = members.len() >= config.secagg().check_in_max();
         if !full && now < round.deadline {
             return Ok(());
         }
@@ -228,10 +234,12 @@ impl Driver {
                 deadline,
                 session: None,
                 messages: &[],
+                cohort: None,
                 now,
             });
         }
-        let roster: Vec<MemberId> = members.iter().map(|(_, m)| MemberId(*m)).collect();
+        let selected = self.select_cohort(&members, config.secagg().cohort_max)?;
+        let roster: Vec<MemberId> = selected.iter().copied().map(MemberId).collect();
         let started = self.start_session(config, &roster);
         let (server, plan, record) = match started {
             Ok(s) => s,
@@ -246,23 +254,60 @@ impl Driver {
             deadline,
             session: Some(&record),
             messages: &[],
+            cohort: Some(&selected),
             now,
         })?;
         let population = config.name().to_owned();
+        let profile = RoundProfile {
+            version: ROUND_PROFILE_VERSION,
+            checked_in: u32::try_from(members.len()).unwrap_or(u32::MAX),
+            cohort: u32::try_from(roster.len()).unwrap_or(u32::MAX),
+            check_in_ms: now - round.opened_at,
+            ..RoundProfile::default()
+        };
         self.live.insert(
             round.id,
             Live {
                 population,
                 server,
                 plan,
+                profile,
+                stage_opened: now,
+                stage_compute: Duration::ZERO,
             },
         );
         tracing::info!(
             round = round.id,
+            checked_in = members.len(),
             cohort = roster.len(),
             "cohort fixed; SecAgg+ started"
         );
         Ok(())
+    }
+
+    /// Up to `cohort_max` member ids drawn uniformly without replacement from the devices
+    /// checked in (a partial Fisher–Yates shuffle on the server's CSPRNG), sorted as the
+    /// SecAgg+ roster requires. Everyone is selected when few enough checked in.
+    fn select_cohort(&self, members: &[(String, u32)], cohort_max: usize) -> Result<Vec<u32>> {
+        let mut ids: Vec<u32> = members.iter().map(|(_, m)| *m).collect();
+        let take = cohort_max.min(ids.len());
+        with_rng(self.service.rng(), |rng| {
+            for i in 0..take {
+                let remaining = (ids.len() - i) as u64;
+                // Rejection sampling: no modulo bias, even with millions of check-ins.
+                let zone = u64::MAX - u64::MAX % remaining;
+                let j = loop {
+                    let r = rng.next_u64();
+                    if r < zone {
+                        break i + (r % remaining) as usize;
+                    }
+                };
+                ids.swap(i, j);
+            }
+        })?;
+        ids.truncate(take);
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     fn start_session(
@@ -302,15 +347,32 @@ impl Driver {
         let Some(live) = self.live.get_mut(&round.id) else {
             return Ok(());
         };
+        let started = Instant::now();
         for (_, payload) in queued {
             if live.server.receive_bytes(&payload).is_err() {
                 metrics::inc(&self.service.metrics().protocol_rejections);
             }
         }
+        live.stage_compute += started.elapsed();
         if !live.server.pending().is_empty() && now < round.deadline {
             return Ok(());
         }
-        match live.server.close_stage() {
+        let messages_in = store.submission_count(round.id, stage)?;
+        let started = Instant::now();
+        let step = live.server.close_stage();
+        let closing = started.elapsed();
+        live.profile.stages.push(StageProfile {
+            stage: round.phase.name().to_owned(),
+            wall_ms: now - live.stage_opened,
+            server_ms: millis(live.stage_compute + closing),
+            messages: u32::try_from(messages_in).unwrap_or(u32::MAX),
+        });
+        if matches!(step, Ok(ServerStep::Finished(_))) {
+            live.profile.unmask_ms = millis(closing);
+        }
+        live.stage_opened = now;
+        live.stage_compute = Duration::ZERO;
+        match step {
             Ok(ServerStep::Send(messages)) => {
                 let Some(next) = messages.first().map(|m| m.body.stage()) else {
                     return self.abort(round, "no member is left to continue");
@@ -327,6 +389,7 @@ impl Driver {
                     deadline,
                     session: None,
                     messages: &encoded,
+                    cohort: None,
                     now,
                 })?;
                 tracing::info!(round = round.id, stage = ?next, members = encoded.len(), "stage opened");
@@ -336,7 +399,7 @@ impl Driver {
                 let Some(live) = self.live.remove(&round.id) else {
                     return Ok(());
                 };
-                match self.finish(config, round, &live.plan, &aggregate) {
+                match self.finish(config, round, &live, &aggregate) {
                     Ok(()) => Ok(()),
                     Err(e) => self.abort(round, &format!("could not publish the update: {e}")),
                 }
@@ -350,21 +413,27 @@ impl Driver {
         &mut self,
         config: &PopulationConfig,
         round: &RoundRecord,
-        plan: &DpPlan,
+        live: &Live,
         aggregate: &secagg::Aggregate,
     ) -> Result<()> {
         let store = self.service.store();
+        let plan = &live.plan;
+        let mut profile = live.profile.clone();
         let survivors = u32::try_from(aggregate.survivors.len()).unwrap_or(u32::MAX);
+        let started = Instant::now();
         let decoded = decode(self, plan, &aggregate.sum, survivors)?;
+        profile.decode_ms = millis(started.elapsed());
         let base = store
             .model(config.name(), round.base_version)?
             .ok_or(Error::NotFound("base model version"))?;
         let mut model = GlobalModel::from_bytes(&base.params)?;
         let state = OptimizerState::decode(&base.optimizer_state)?;
+        let started = Instant::now();
         let (next, next_state) =
             optimizer::step(config.optimizer(), model.params(), &state, &decoded.mean)?;
         model.set_params(next)?;
         model.set_version(round.base_version + 1);
+        profile.optimizer_ms = millis(started.elapsed());
 
         let event = plan.privacy_event(survivors, Sampling::Full);
         let ledger = store.ledger(config.name())?;
@@ -394,6 +463,7 @@ impl Driver {
                 delta: config.privacy().delta,
                 created_at: now,
             },
+            profile,
             now,
         })?;
         metrics::inc(&self.service.metrics().rounds_completed);
@@ -407,6 +477,11 @@ impl Driver {
         );
         Ok(())
     }
+}
+
+/// A duration in milliseconds, with microsecond resolution.
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// The DP plan of a round of `cohort` members under the population's settings.
@@ -449,8 +524,14 @@ fn decode(driver: &Driver, plan: &DpPlan, sum: &[u32], survivors: u32) -> Result
 /// ε of the charged rounds in `ledger` plus one more round of `plan` with `survivors`
 /// members, composed by the population's accountant at its δ.
 ///
-/// Every round is accounted without sampling amplification ([`Sampling::Full`]): devices
-/// volunteer by checking in, so the server cannot claim the cohort is a random sample.
+/// Every round is accounted without sampling amplification ([`Sampling::Full`]), although
+/// the cohort is drawn uniformly at random from the devices that checked in. Amplification
+/// by subsampling needs every member's inclusion probability to be at most a known `q` over
+/// a fixed population; here the pool is whoever volunteered this round (availability
+/// depends on the device, its pool size varies and is known to the server, and a member
+/// that checks in to every round is sampled from a different pool each time), so no `q`
+/// holds for every member. The random selection still bounds how often one device can be
+/// picked and spreads load; it buys no ε, and the ledger does not claim any.
 pub fn epsilon_after(
     config: &PopulationConfig,
     ledger: &[LedgerEntry],

@@ -222,17 +222,36 @@ fn run(cli: Cli) -> covey_server::Result<()> {
             let report = ops::rounds(&*open(&storage)?, &population, limit)?;
             print(storage.json, &report, |list| {
                 let mut out = format!(
-                    "{:>6} {:<18} {:>5} {:>8} {:>9}  reason\n",
-                    "round", "phase", "base", "members", "survivors"
+                    "{:>6} {:<18} {:>5} {:>10} {:>8} {:>9} {:>10} {:>10} {:>10}  reason\n",
+                    "round",
+                    "phase",
+                    "base",
+                    "checked-in",
+                    "members",
+                    "survivors",
+                    "unmask ms",
+                    "decode ms",
+                    "optim. ms"
                 );
                 for r in list {
+                    let ms = |f: fn(&covey_server::storage::RoundProfile) -> f64| {
+                        r.profile
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), |p| format!("{:.1}", f(p)))
+                    };
                     out += &format!(
-                        "{:>6} {:<18} {:>5} {:>8} {:>9}  {}\n",
+                        "{:>6} {:<18} {:>5} {:>10} {:>8} {:>9} {:>10} {:>10} {:>10}  {}\n",
                         r.id,
                         r.phase,
                         r.base_version,
+                        r.profile
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), |p| p.checked_in.to_string()),
                         r.members,
                         r.survivors,
+                        ms(|p| p.unmask_ms),
+                        ms(|p| p.decode_ms),
+                        ms(|p| p.optimizer_ms),
                         r.reason.as_deref().unwrap_or("")
                     );
                 }

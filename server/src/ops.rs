@@ -17,7 +17,7 @@ use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::http::{self, HttpConfig};
 use crate::service::{CryptoRngSend, Service, init_population, with_rng};
-use crate::storage::{PostgresStorage, SqliteStorage, Storage};
+use crate::storage::{PostgresStorage, RoundProfile, SqliteStorage, Storage};
 use crate::token::random_id;
 
 /// Name of the SQLite file inside the data directory.
@@ -244,6 +244,8 @@ pub struct RoundSummary {
     pub updated_at: i64,
     /// Abort reason.
     pub reason: Option<String>,
+    /// Cohort selection and server timings (completed rounds).
+    pub profile: Option<RoundProfile>,
 }
 
 /// `covey-server rounds`: the newest `limit` rounds of a population.
@@ -260,6 +262,7 @@ pub fn rounds(store: &dyn Storage, population: &str, limit: u32) -> Result<Vec<R
                 base_version: r.base_version,
                 opened_at: r.opened_at,
                 updated_at: r.updated_at,
+                profile: store.round_profile(r.id)?,
                 reason: r.reason,
             })
         })

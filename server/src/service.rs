@@ -380,7 +380,7 @@ impl Service {
         if self.store.member_of(round.id, &device.id)?.is_none() {
             self.check_contribution_bounds(device, config.eligibility())?;
         }
-        let max = u32::try_from(config.secagg().cohort_max).unwrap_or(u32::MAX);
+        let max = u32::try_from(config.secagg().check_in_max()).unwrap_or(u32::MAX);
         // Concurrent check-ins may race for a member id; the loser retries.
         for _ in 0..8 {
             match self
@@ -441,7 +441,10 @@ impl Service {
         let member = self
             .store
             .member_of(id, &device.id)?
-            .ok_or(Error::Forbidden("this device is not a member of the round"))?;
+            .ok_or(Error::Forbidden(
+                "this device is not a member of the round (it did not check in, or was not \
+                 selected for the cohort)",
+            ))?;
         Ok((round, member))
     }
 

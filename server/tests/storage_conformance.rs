@@ -9,8 +9,9 @@ use std::sync::Arc;
 use covey_protocol::secagg::Stage;
 use covey_server::Error;
 use covey_server::storage::{
-    CheckIn, DeviceRecord, LedgerEntry, ModelRecord, NewRound, PopulationRecord, RoundCompletion,
-    RoundPhase, SessionRecord, Storage, Submission, SubmitOutcome, TokenHash, Transition,
+    CheckIn, DeviceRecord, LedgerEntry, ModelRecord, NewRound, PopulationRecord,
+    ROUND_PROFILE_VERSION, RoundCompletion, RoundPhase, RoundProfile, SessionRecord, StageProfile,
+    Storage, Submission, SubmitOutcome, TokenHash, Transition,
 };
 use covey_server::token::sha256;
 
@@ -82,6 +83,7 @@ fn step<'a>(
         deadline,
         session,
         messages,
+        cohort: None,
         now: deadline - 1_000,
     }
 }
@@ -232,6 +234,65 @@ fn one_active_round_per_population_and_check_in_up_to_the_cap() {
 }
 
 #[test]
+fn fixing_the_cohort_dismisses_the_unselected_and_the_profile_is_kept() {
+    on_every_backend(|store| {
+        let pop = population(store);
+        store.put_model(&model(&pop, 0, None, &[0.0])).unwrap();
+        let devices: Vec<_> = (0..5).map(|n| device(store, &pop, n).0).collect();
+        let id = open(store, &pop, 0);
+        for d in &devices {
+            store.check_in(id, &d.id, 10, 5_100).unwrap();
+        }
+        let session = SessionRecord {
+            secagg: b"session".to_vec(),
+            dp_plan: "{}".into(),
+        };
+        let unmask = RoundPhase::Stage(Stage::Unmask);
+        store
+            .advance_round(&Transition {
+                cohort: Some(&[1, 3, 4]),
+                ..step(id, RoundPhase::CheckIn, unmask, 8_000, Some(&session), &[])
+            })
+            .unwrap();
+        let kept: Vec<u32> = store.members(id).unwrap().iter().map(|m| m.1).collect();
+        assert_eq!(kept, [1, 3, 4]);
+        // A dismissed device is no member and its check-in no longer counts against it.
+        assert_eq!(store.member_of(id, &devices[0].id).unwrap(), None);
+        assert!(store.check_ins_since(&devices[2].id, 0).unwrap().is_empty());
+        assert_eq!(store.check_ins_since(&devices[3].id, 0).unwrap(), [5_100]);
+
+        let profile = RoundProfile {
+            version: ROUND_PROFILE_VERSION,
+            checked_in: 5,
+            cohort: 3,
+            check_in_ms: 2_900,
+            stages: vec![StageProfile {
+                stage: "unmask".into(),
+                wall_ms: 1_000,
+                server_ms: 12.5,
+                messages: 3,
+            }],
+            unmask_ms: 12.0,
+            decode_ms: 0.75,
+            optimizer_ms: 0.25,
+        };
+        assert_eq!(store.round_profile(id).unwrap(), None);
+        store
+            .complete_round(&RoundCompletion {
+                round_id: id,
+                from: unmask,
+                survivors: vec![1, 4],
+                model: model(&pop, 1, Some(id), &[0.5]),
+                charge: charge(&pop, 1, id, 0.5, 0.5),
+                profile: profile.clone(),
+                now: 9_000,
+            })
+            .unwrap();
+        assert_eq!(store.round_profile(id).unwrap(), Some(profile));
+    });
+}
+
+#[test]
 fn stage_messages_are_accepted_once_and_replays_rejected() {
     on_every_backend(|store| {
         let pop = population(store);
@@ -322,6 +383,7 @@ fn completion_is_atomic_and_the_ledger_is_exact() {
             survivors: vec![0, 2, 5],
             model: model(&pop, 1, Some(id), &[0.5, -0.5]),
             charge: charge(&pop, seq, id, 0.75, 0.75),
+            profile: RoundProfile::default(),
             now: 9_000,
         };
         // A wrong ledger sequence aborts the whole transaction: no model, round still open.
@@ -365,6 +427,7 @@ fn completion_is_atomic_and_the_ledger_is_exact() {
                 survivors: vec![1, 2],
                 model: model(&pop, 2, Some(id3), &[1.0, -1.0]),
                 charge: charge(&pop, 2, id3, 0.25, 1.0),
+                profile: RoundProfile::default(),
                 now: 10_000,
             })
             .unwrap();

@@ -17,6 +17,7 @@ mod sql;
 mod sqlite;
 
 use covey_protocol::secagg::Stage;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::error::{Error, Result};
@@ -222,6 +223,12 @@ pub struct Transition<'a> {
     pub session: Option<&'a SessionRecord>,
     /// Server messages opening `to`'s stage, one per member as `(member, payload)`.
     pub messages: &'a [(u32, Vec<u8>)],
+    /// When the cohort is being fixed: the member ids selected (sorted). Every other device
+    /// checked in to the round is dismissed in the same transaction — removed from the
+    /// round, so it is no member, can send nothing, and its check-in does not count
+    /// against its contribution bounds. This includes a device whose check-in raced the
+    /// selection.
+    pub cohort: Option<&'a [u32]>,
     /// Time of the change.
     pub now: Millis,
 }
@@ -273,8 +280,49 @@ pub struct RoundCompletion {
     pub model: ModelRecord,
     /// The ledger charge (its `seq` must be the next one).
     pub charge: LedgerEntry,
+    /// What the driver measured about the round.
+    pub profile: RoundProfile,
     /// Completion time.
     pub now: Millis,
+}
+
+/// Format version of [`RoundProfile`] as stored.
+pub const ROUND_PROFILE_VERSION: u8 = 1;
+
+/// What the driver measured about a completed round: how the cohort was selected and where
+/// the server's time went. Wall times come from the service clock; server compute times
+/// are measured around the work itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundProfile {
+    /// [`ROUND_PROFILE_VERSION`].
+    pub version: u8,
+    /// Devices checked in when check-in closed.
+    pub checked_in: u32,
+    /// Devices selected (uniformly at random from those checked in, up to `cohort_max`).
+    pub cohort: u32,
+    /// Wall time from opening the round to fixing the cohort, ms.
+    pub check_in_ms: i64,
+    /// Each SecAgg+ stage in order.
+    pub stages: Vec<StageProfile>,
+    /// Server compute of the final stage: reconstructing and removing masks, ms.
+    pub unmask_ms: f64,
+    /// DP decoding of the unmasked sum, ms.
+    pub decode_ms: f64,
+    /// The server optimizer step, ms.
+    pub optimizer_ms: f64,
+}
+
+/// One SecAgg+ stage of a [`RoundProfile`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageProfile {
+    /// Stage name (`advertise_keys`, `share_keys`, `masked_input`, ...).
+    pub stage: String,
+    /// Wall time the stage was open (devices computing and uploading), ms.
+    pub wall_ms: i64,
+    /// Server compute on the stage's messages (ingest and closing), ms.
+    pub server_ms: f64,
+    /// Members whose message arrived in time.
+    pub messages: u32,
 }
 
 /// One device message for a stage, as received.
@@ -387,6 +435,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn submission_count(&self, id: RoundId, stage: Stage) -> Result<u64>;
     /// The server's message opening `stage` for `member`.
     fn message(&self, id: RoundId, stage: Stage, member: u32) -> Result<Option<Vec<u8>>>;
+
+    /// The profile recorded when round `id` completed.
+    fn round_profile(&self, id: RoundId) -> Result<Option<RoundProfile>>;
 
     /// A population's ledger, oldest first.
     fn ledger(&self, population: &str) -> Result<Vec<LedgerEntry>>;

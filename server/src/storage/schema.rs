@@ -106,6 +106,10 @@ CREATE TABLE IF NOT EXISTS ledger (
     created_at {INT} NOT NULL,
     PRIMARY KEY (population, seq)
 );
+CREATE TABLE IF NOT EXISTS round_profiles (
+    round_id {INT} PRIMARY KEY REFERENCES rounds(id),
+    profile TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS leases (
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,

@@ -9,8 +9,8 @@ use covey_protocol::secagg::Stage;
 
 use super::{
     CheckIn, DeviceRecord, Lease, LedgerEntry, ModelMeta, ModelRecord, NewRound, PopulationRecord,
-    RoundCompletion, RoundId, RoundPhase, RoundRecord, SCHEMA_VERSION, SessionRecord, Storage,
-    Submission, SubmitOutcome, TokenHash, Transition,
+    ROUND_PROFILE_VERSION, RoundCompletion, RoundId, RoundPhase, RoundProfile, RoundRecord,
+    SCHEMA_VERSION, SessionRecord, Storage, Submission, SubmitOutcome, TokenHash, Transition,
 };
 use crate::clock::Millis;
 use crate::error::{Error, Result};
@@ -308,6 +308,24 @@ fn insert_model(tx: &mut dyn Tx, m: &ModelRecord) -> Result<()> {
     )
 }
 
+/// Removes from round `id` every checked-in device whose member id is not in `cohort`.
+fn dismiss_unselected(tx: &mut dyn Tx, id: RoundId, cohort: &[u32]) -> Result<()> {
+    let members = tx.query(
+        "SELECT member FROM round_members WHERE round_id = $1",
+        &[int(id)],
+    )?;
+    for row in members {
+        let member = member_id(row.int(0)?)?;
+        if cohort.binary_search(&member).is_err() {
+            tx.execute(
+                "DELETE FROM round_members WHERE round_id = $1 AND member = $2",
+                &[int(id), int(i64::from(member))],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Drops a finished round's queued payloads and server messages (they are masked, but
 /// nothing needs them any more).
 fn drop_round_payloads(tx: &mut dyn Tx, id: RoundId) -> Result<()> {
@@ -530,6 +548,9 @@ impl<D: Database> Storage for SqlStorage<D> {
                 ],
             )?;
             expect_one(changed, "round", t.from.name())?;
+            if let Some(cohort) = t.cohort {
+                dismiss_unselected(tx, t.id, cohort)?;
+            }
             for (member, payload) in t.messages {
                 insert_new(
                     tx,
@@ -669,8 +690,40 @@ impl<D: Database> Storage for SqlStorage<D> {
                 ],
             )?;
             expect_one(changed, "privacy ledger", "an uncharged round")?;
+            let profile = serde_json::to_string(&c.profile)
+                .map_err(|e| Error::Storage(format!("encoding the round profile: {e}")))?;
+            insert_new(
+                tx,
+                "INSERT INTO round_profiles (round_id, profile) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+                &[int(c.round_id), text(&profile)],
+                "round profile",
+            )?;
             drop_round_payloads(tx, c.round_id)
         })
+    }
+
+    fn round_profile(&self, id: RoundId) -> Result<Option<RoundProfile>> {
+        let text = self.query_one(
+            "SELECT profile FROM round_profiles WHERE round_id = $1",
+            &[int(id)],
+            |row| row.text(0),
+        )?;
+        let Some(text) = text else { return Ok(None) };
+        let profile: RoundProfile = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+            what: "round profile",
+            reason: e.to_string(),
+        })?;
+        if profile.version != ROUND_PROFILE_VERSION {
+            return Err(Error::Corrupt {
+                what: "round profile",
+                reason: format!(
+                    "format version {}, expected {ROUND_PROFILE_VERSION}",
+                    profile.version
+                ),
+            });
+        }
+        Ok(Some(profile))
     }
 
     fn abort_round(&self, id: RoundId, from: RoundPhase, reason: &str, now: Millis) -> Result<()> {
