@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod consent_cmd;
 mod device;
 mod eval;
+mod fleet;
 mod privacy;
 mod secagg;
 
@@ -29,6 +30,8 @@ enum Command {
     Device(device::DeviceArgs),
     /// Offline recommender quality: popularity vs centralized MF, full-catalog ranking.
     Eval(eval::EvalArgs),
+    /// The fleet simulator: an embedded server and N simulated devices running real rounds.
+    Fleet(fleet::FleetArgs),
     /// Privacy accounting: epsilon of a schedule, noise for a target.
     Privacy(privacy::PrivacyArgs),
     /// SecAgg+ secure aggregation: in-process simulation.
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Device(args) => device::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Fleet(args) => fleet::run(args),
         Command::Privacy(args) => privacy::run(args),
         Command::Secagg(args) => secagg::run(args),
     }

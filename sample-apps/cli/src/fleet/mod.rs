@@ -1,0 +1,618 @@
+//! `covey fleet`: the fleet simulator. An embedded aggregation server on loopback (SQLite
+//! in a temporary directory, or `--postgres`), a population created through the server's
+//! init path, N simulated phones each a real `covey_sdk::Device` with its own encrypted
+//! store, consent decided per member through the consent ledger, and R real rounds over
+//! HTTP through `Device::participate`, with dropouts as real network failures. Each round
+//! the published model is scored on every member's held-out purchase next to popularity
+//! and the same MF trained centrally, all in the same run.
+
+mod clock;
+mod data;
+mod devices;
+mod report;
+mod rounds;
+mod server;
+mod transport;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use covey_model::{
+    EvalConfig, GlobalModel, ModelConfig, ModelShape, Split, evaluate_model, evaluate_popularity,
+    train_centralized,
+};
+use covey_protocol::accounting::{self, AccountantKind, PrivacyEvent, Sampling};
+use covey_protocol::dp::{NoiseKind, PlanRequest, choose_plan};
+use covey_server::ops::Running;
+use covey_server::storage::Storage;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use clock::{DAY_MS, SimClock};
+use data::{FleetData, Source};
+use devices::{Fleet, SimDevice};
+use report::{Baselines, Final, FleetReport, Quality, RoundRow, Settings, SetupSeconds, Timings};
+use rounds::{Attempt, RoundRun};
+use server::PopulationSpec;
+
+/// Noise multiplier when no ε is targeted: negligible noise, reported ε meaningless.
+const NO_DP_NOISE: f64 = 0.01;
+/// Largest cohort a default run picks.
+const DEFAULT_MAX_COHORT: usize = 1000;
+
+/// `covey fleet ...`
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Simulated devices (one member each; with --interactions, one per user in the file).
+    #[arg(long, default_value_t = 200)]
+    devices: usize,
+    /// Rounds to run.
+    #[arg(long, default_value_t = 10)]
+    rounds: u32,
+    /// Probability that a device loses the network at a random SecAgg+ stage.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
+    /// Fraction of members who grant federated-training consent (the others refuse).
+    #[arg(long, default_value_t = 1.0)]
+    consent_rate: f64,
+    /// Target ε over all the rounds (distributed Skellam noise calibrated to it); without
+    /// it, rounds run with a negligible central noise and their ε means nothing.
+    #[arg(long)]
+    epsilon: Option<f64>,
+    /// δ of the guarantee.
+    #[arg(long, default_value_t = 1e-6)]
+    delta: f64,
+    /// L2 clip of one member's update (default: 0.5 with a target ε, 10 without).
+    #[arg(long)]
+    clip: Option<f64>,
+    /// Cohort size per round (default: every consenting device, at most 1000); when smaller,
+    /// the server draws it at random from the devices that check in.
+    #[arg(long)]
+    cohort: Option<usize>,
+    /// PostgreSQL URL for the server's storage (default: SQLite in a temporary directory).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Interaction log `user_id,item_id,timestamp[,weight]` (header) instead of synthetic
+    /// members: one device per user.
+    #[arg(long)]
+    interactions: Option<PathBuf>,
+    /// Synthetic catalog items.
+    #[arg(long, default_value_t = 500)]
+    items: usize,
+    /// Embedding dimension.
+    #[arg(long, default_value_t = 16)]
+    dim: usize,
+    /// Rows of the hashed category / price-band feature table.
+    #[arg(long, default_value_t = 64)]
+    feature_rows: usize,
+    /// Server optimizer: fedadam or fedavg.
+    #[arg(long, default_value = "fedadam")]
+    optimizer: String,
+    /// Server learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    server_lr: f32,
+    /// Epochs of the centralized reference.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Seed of the simulation's choices (data, consent, availability, dropouts).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object `{settings, rounds, baselines, final}` instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML report with plots to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// Why the simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// A command-line value is out of range.
+    #[error("{0}")]
+    Usage(String),
+    /// An input or output file.
+    #[error("{0}")]
+    Input(String),
+    /// The recommender (data, training, evaluation).
+    #[error("model: {0}")]
+    Model(#[from] covey_model::Error),
+    /// A device's store.
+    #[error("device store: {0}")]
+    Store(#[from] covey_store::Error),
+    /// The SDK.
+    #[error("device: {0}")]
+    Sdk(#[from] covey_sdk::Error),
+    /// The embedded server.
+    #[error("server: {0}")]
+    Server(#[from] covey_server::Error),
+    /// DP planning.
+    #[error("privacy plan: {0}")]
+    Privacy(#[from] covey_protocol::dp::Error),
+    /// The rounds stopped making progress.
+    #[error("{0}")]
+    Stalled(String),
+}
+
+/// Runs `covey fleet`.
+pub fn run(args: FleetArgs) -> ExitCode {
+    match simulate(&args) {
+        Ok(report) => match output(&args, &report) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("covey fleet: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("covey fleet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn output(args: &FleetArgs, report: &FleetReport) -> Result<(), FleetError> {
+    if args.json {
+        let text =
+            serde_json::to_string_pretty(report).map_err(|e| FleetError::Input(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", report::table(report));
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, report::html(report))
+            .map_err(|e| FleetError::Input(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn check_args(args: &FleetArgs) -> Result<(), FleetError> {
+    let usage = |m: &str| Err(FleetError::Usage(m.to_owned()));
+    if args.devices < 2 && args.interactions.is_none() {
+        return usage("--devices must be at least 2");
+    }
+    if args.rounds == 0 {
+        return usage("--rounds must be at least 1");
+    }
+    if !(0.0..1.0).contains(&args.dropout) {
+        return usage("--dropout must be in [0, 1)");
+    }
+    if !(args.consent_rate > 0.0 && args.consent_rate <= 1.0) {
+        return usage("--consent-rate must be in (0, 1]");
+    }
+    if args.epsilon.is_some_and(|e| !(e.is_finite() && e > 0.0)) {
+        return usage("--epsilon must be a positive number");
+    }
+    if args.clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+        return usage("--clip must be a positive number");
+    }
+    if !matches!(args.optimizer.as_str(), "fedadam" | "fedavg") {
+        return usage("--optimizer must be fedadam or fedavg");
+    }
+    Ok(())
+}
+
+/// The whole simulation.
+fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
+    check_args(args)?;
+    let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
+    let eval = EvalConfig {
+        model: ModelConfig {
+            shape: ModelShape {
+                dim: args.dim,
+                feature_rows: args.feature_rows,
+            },
+            ..ModelConfig::default()
+        },
+        epochs: args.epochs,
+        ..EvalConfig::default()
+    };
+    eval.model.validate()?;
+
+    let t = Instant::now();
+    let source = match &args.interactions {
+        Some(path) => Source::Interactions(path),
+        None => Source::Synthetic {
+            members: args.devices,
+            items: args.items,
+        },
+    };
+    let data = FleetData::load(&source, &eval, &mut rng)?;
+    let data_seconds = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let popularity = Quality::from(evaluate_popularity(&data.split, data.dataset.catalog.len()));
+    let central = train_centralized(&data.dataset, &data.split, &eval, &mut rng)?;
+    let centralized = Quality::from(evaluate_model(&central, &data.split, &eval.model)?);
+    let centralized_seconds = t.elapsed().as_secs_f64();
+
+    let root = scratch_dir()?;
+    let clock = Arc::new(SimClock::new(data.end_ms + DAY_MS));
+    let fleet = Fleet::new(clock.clone())?;
+    let t = Instant::now();
+    let devices = create_devices(&fleet, root.path(), &data, args.consent_rate, &mut rng)?;
+    let devices_seconds = t.elapsed().as_secs_f64();
+    let consenting = devices.iter().filter(|d| d.consented).count();
+
+    let cohort = args
+        .cohort
+        .unwrap_or(consenting.min(DEFAULT_MAX_COHORT))
+        .clamp(2, consenting.max(2));
+    let per_round = if cohort >= consenting {
+        devices.len()
+    } else {
+        let wanted = 1.25 * cohort as f64 / args.consent_rate;
+        (wanted.ceil() as usize).min(devices.len())
+    };
+    // A fresh name each run (not from the seeded RNG): a PostgreSQL database outlives runs.
+    let population = format!("fleet-{:08x}", covey_server::ops::os_rng().next_u32());
+    let spec = population_spec(args, &eval.model, &data, cohort, per_round)?;
+
+    let store =
+        covey_server::ops::open_storage(&root.path().join("server"), args.postgres.as_deref())?;
+    server::init_population(
+        &*store,
+        root.path(),
+        &population,
+        &data.dataset.catalog,
+        &spec,
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| FleetError::Input(format!("starting the server runtime: {e}")))?;
+    let running = server::start(&runtime, store.clone(), clock.clone(), devices.len())?;
+    let initial = model_quality(&*store, &population, 0, &data.split, &eval.model)?;
+
+    let mut rows = Vec::new();
+    let outcome = (|| {
+        for round in 1..=args.rounds {
+            clock.next_day();
+            let today = rounds::available(&devices, per_round, &mut rng);
+            let run = rounds::run_round(
+                &fleet,
+                &running,
+                &population,
+                &today,
+                args.dropout,
+                &mut rng,
+            )?;
+            let row = round_row(
+                round,
+                today.len(),
+                &run,
+                &*store,
+                &population,
+                &data.split,
+                &eval.model,
+            )?;
+            rows.push(row);
+        }
+        Ok::<_, FleetError>(())
+    })();
+    runtime.block_on(shutdown(running))?;
+    outcome?;
+
+    let settings = Settings {
+        devices: devices.len(),
+        consenting,
+        rounds: args.rounds,
+        dropout: args.dropout,
+        consent_rate: args.consent_rate,
+        epsilon_target: args.epsilon,
+        delta: args.delta,
+        noise_multiplier: spec.noise_multiplier,
+        clip_norm: spec.clip_norm,
+        cohort,
+        available_per_round: per_round,
+        items: data.dataset.catalog.len(),
+        parameters: covey_model::ParamLayout {
+            items: data.dataset.catalog.len(),
+            dim: args.dim,
+            feature_rows: args.feature_rows,
+        }
+        .len(),
+        optimizer: format!("{} (lr {})", args.optimizer, args.server_lr),
+        backend: store.backend().to_owned(),
+        data: match &args.interactions {
+            Some(p) => p.display().to_string(),
+            None => "synthetic".into(),
+        },
+        setup_seconds: SetupSeconds {
+            data: data_seconds,
+            devices: devices_seconds,
+            centralized: centralized_seconds,
+        },
+    };
+    let final_ = final_result(&rows, &popularity, &centralized, initial, args.delta);
+    Ok(FleetReport {
+        settings,
+        rounds: rows,
+        baselines: Baselines {
+            popularity,
+            centralized,
+            initial,
+        },
+        final_,
+    })
+}
+
+async fn shutdown(running: Running) -> Result<(), FleetError> {
+    Ok(running.shutdown().await?)
+}
+
+/// A scratch directory on a RAM file system when there is one: every store syncs each
+/// commit, which on a shared disk would measure the disk rather than Covey.
+fn scratch_dir() -> Result<tempfile::TempDir, FleetError> {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new()
+            .prefix("covey-fleet-")
+            .tempdir_in(shm)
+    {
+        return Ok(dir);
+    }
+    tempfile::Builder::new()
+        .prefix("covey-fleet-")
+        .tempdir()
+        .map_err(|e| FleetError::Input(format!("creating a temporary directory: {e}")))
+}
+
+/// Creates every device, on as many threads as there are cores; member `i` consents with
+/// probability `consent_rate` (drawn up front from the seeded RNG).
+fn create_devices(
+    fleet: &Fleet,
+    root: &Path,
+    data: &FleetData,
+    consent_rate: f64,
+    rng: &mut impl RngCore,
+) -> Result<Vec<SimDevice>, FleetError> {
+    let consents: Vec<bool> = (0..data.members())
+        .map(|_| rounds::unit(rng) < consent_rate)
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = data.members().div_ceil(threads).max(1);
+    let dir = root.join("devices");
+    let members: Vec<usize> = (0..data.members()).collect();
+    let results: Vec<Result<Vec<SimDevice>, FleetError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = members
+            .chunks(chunk)
+            .map(|part| {
+                let (dir, consents) = (&dir, &consents);
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&m| {
+                            fleet.create(
+                                &dir.join(format!("{m:06}")),
+                                &data.device_events[m],
+                                consents[m],
+                            )
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(FleetError::Stalled("device creation panicked".into())))
+            })
+            .collect()
+    });
+    let mut devices = Vec::with_capacity(data.members());
+    for part in results {
+        devices.extend(part?);
+    }
+    Ok(devices)
+}
+
+/// The population file's settings for this run.
+fn population_spec(
+    args: &FleetArgs,
+    model: &ModelConfig,
+    data: &FleetData,
+    cohort: usize,
+    per_round: usize,
+) -> Result<PopulationSpec, FleetError> {
+    let parameters = covey_model::ParamLayout {
+        items: data.dataset.catalog.len(),
+        dim: model.shape.dim,
+        feature_rows: model.shape.feature_rows,
+    }
+    .len();
+    let dropout_tolerance = (args.dropout * 2.0).clamp(0.1, 0.5);
+    let cohort_min = (cohort / 2).max(2);
+    let (mechanism, clip, noise, budget, bits) = match args.epsilon {
+        Some(epsilon) => {
+            let clip = args.clip.unwrap_or(0.5);
+            let mut request = PlanRequest::new(
+                u32::try_from(cohort).unwrap_or(u32::MAX),
+                u32::try_from(parameters).unwrap_or(u32::MAX),
+                clip,
+                1.0,
+                [0; 32],
+            );
+            request.noise = NoiseKind::Skellam;
+            request.max_dropout = dropout_tolerance;
+            let bits = choose_plan(&request)?.bits;
+            request.bits = Some(bits);
+            // The server checks the budget against a round of `cohort_min` before opening
+            // one and charges the actual cohort after: the noise must fit both.
+            let mut z: f64 = 0.0;
+            for members in [cohort_min, cohort] {
+                request.cohort = u32::try_from(members).unwrap_or(u32::MAX);
+                z = z.max(calibrate_noise(&request, epsilon, args.delta, args.rounds)?);
+            }
+            ("skellam", clip, z, epsilon, bits)
+        }
+        None => ("central", args.clip.unwrap_or(10.0), NO_DP_NOISE, 1e15, 32),
+    };
+    Ok(PopulationSpec {
+        model: model.clone(),
+        mechanism,
+        epsilon_budget: budget,
+        delta: args.delta,
+        clip_norm: clip,
+        noise_multiplier: noise,
+        bits,
+        cohort_min,
+        cohort_max: cohort,
+        check_in_max: per_round.max(cohort),
+        dropout_tolerance,
+        // Long enough for every device to check in, and for the whole cohort to train,
+        // encode and mask on a loaded two-core machine (~40 ns per member and parameter,
+        // tripled, plus 10 s of slack); short enough that a dropout costs seconds, not
+        // minutes (the server waits out the deadline of every stage someone dropped in).
+        check_in_secs: 2 + (per_round / 250) as u64,
+        stage_secs: 10 + (cohort * parameters / 8_000_000) as u64,
+        optimizer: if args.optimizer == "fedavg" {
+            "fedavg"
+        } else {
+            "fedadam"
+        },
+        server_lr: args.server_lr,
+    })
+}
+
+/// The least noise multiplier for which `rounds` rounds of the server's plan for
+/// `request` (each with its fewest survivors, accounted without sampling amplification, as
+/// the server's ledger does) stay within (`epsilon`, `delta`).
+fn calibrate_noise(
+    request: &PlanRequest,
+    epsilon: f64,
+    delta: f64,
+    rounds: u32,
+) -> Result<f64, FleetError> {
+    let events_for = |z: f64| {
+        let request = PlanRequest {
+            noise_multiplier: z,
+            ..request.clone()
+        };
+        match choose_plan(&request) {
+            Ok(plan) => {
+                let mut event = plan.privacy_event(plan.min_survivors, Sampling::Full);
+                event.count = u64::from(rounds);
+                vec![event]
+            }
+            // A multiplier whose plan cannot exist counts as missing the target.
+            Err(_) => vec![PrivacyEvent::subsampled_gaussian(0.0, 1.0, 1)],
+        }
+    };
+    accounting::calibrate(AccountantKind::Rdp, epsilon, delta, events_for)
+        .map_err(|e| FleetError::Usage(format!("--epsilon {epsilon}: {e}")))
+}
+
+/// The quality of the population's model `version` on the held-out items.
+fn model_quality(
+    store: &dyn Storage,
+    population: &str,
+    version: u64,
+    split: &Split,
+    config: &ModelConfig,
+) -> Result<Quality, FleetError> {
+    let record = store
+        .model(population, version)?
+        .ok_or_else(|| FleetError::Stalled(format!("model version {version} is missing")))?;
+    let model = GlobalModel::from_bytes(&record.params)?;
+    Ok(Quality::from(evaluate_model(&model, split, config)?))
+}
+
+/// One row of the table: the server's records of the round, the devices' outcomes, and
+/// the quality of the model published after it.
+fn round_row(
+    round: u32,
+    available: usize,
+    run: &RoundRun,
+    store: &dyn Storage,
+    population: &str,
+    split: &Split,
+    config: &ModelConfig,
+) -> Result<RoundRow, FleetError> {
+    let completed: Vec<&covey_sdk::participate::ParticipationOutcome> = run
+        .attempts
+        .iter()
+        .filter_map(|a| match a {
+            Attempt::Completed(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    let count = |f: fn(&Attempt) -> bool| run.attempts.iter().filter(|a| f(a)).count();
+    let latest = store
+        .latest_model(population)?
+        .ok_or_else(|| FleetError::Stalled("no model version".into()))?;
+    let profile = run.profile.clone().unwrap_or_default();
+    let mean = |f: fn(&covey_sdk::participate::ParticipationOutcome) -> f64| {
+        completed.iter().map(|o| f(o)).sum::<f64>() / completed.len().max(1) as f64
+    };
+    let timings = Timings {
+        train_ms: mean(|o| o.timings.train_ms),
+        encode_ms: mean(|o| o.timings.encode_ms),
+        secagg_client_ms: mean(|o| o.timings.secagg_client_ms),
+        network_ms: mean(|o| o.timings.network_ms),
+        check_in_ms: profile.check_in_ms as f64,
+        unmask_ms: profile.unmask_ms,
+        decode_ms: profile.decode_ms,
+        optimizer_ms: profile.optimizer_ms,
+    };
+    Ok(RoundRow {
+        round,
+        id: run.record.id,
+        status: run.record.phase.name().to_owned(),
+        reason: run.record.reason.clone(),
+        available,
+        ineligible: count(|a| matches!(a, Attempt::Ineligible)),
+        checked_in: profile.checked_in,
+        cohort: profile.cohort,
+        participants: run.record.survivors.len(),
+        not_selected: count(|a| matches!(a, Attempt::NotSelected)),
+        dropouts: count(|a| matches!(a, Attempt::DroppedOut)),
+        failed: count(|a| matches!(a, Attempt::Failed(_))),
+        failures: failure_reasons(&run.attempts),
+        bytes_per_member: completed.iter().map(|o| o.upload_bytes).max().unwrap_or(0),
+        seconds: run.seconds,
+        epsilon: store.epsilon_spent(population)?,
+        quality: model_quality(store, population, latest.version, split, config)?,
+        timings,
+    })
+}
+
+/// The last published model against the baselines.
+fn final_result(
+    rows: &[RoundRow],
+    popularity: &Quality,
+    centralized: &Quality,
+    initial: Quality,
+    delta: f64,
+) -> Final {
+    let federated = rows.last().map_or(initial, |r| r.quality);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    Final {
+        rounds_completed: rows.iter().filter(|r| r.status == "completed").count(),
+        federated,
+        ndcg_ratio_to_centralized: ratio(federated.ndcg_at_10, centralized.ndcg_at_10),
+        ndcg_ratio_to_popularity: ratio(federated.ndcg_at_10, popularity.ndcg_at_10),
+        epsilon: rows.last().map_or(0.0, |r| r.epsilon),
+        delta,
+        rounds_seconds: rows.iter().map(|r| r.seconds).sum(),
+    }
+}
+
+/// The distinct reasons devices failed for, with how many devices each (at most five).
+fn failure_reasons(attempts: &[Attempt]) -> Vec<String> {
+    let mut reasons: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for a in attempts {
+        if let Attempt::Failed(why) = a {
+            *reasons.entry(why.as_str()).or_default() += 1;
+        }
+    }
+    reasons
+        .into_iter()
+        .take(5)
+        .map(|(why, n)| format!("{n}× {why}"))
+        .collect()
+}

@@ -1,0 +1,219 @@
+//! `covey fleet` end to end: an embedded server on loopback, a small fleet of real SDK
+//! devices with encrypted stores, real rounds over HTTP, the per-round table, `--json`
+//! and the HTML report. Sized for CI's two cores (tens of devices, two rounds).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn covey() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_covey"))
+}
+
+/// A small fleet with DP, refusals and dropouts; `extra` adds arguments.
+fn run_fleet(report: &Path, extra: &[&str]) -> Value {
+    let mut cmd = covey();
+    cmd.args([
+        "fleet",
+        "--devices",
+        "30",
+        "--rounds",
+        "2",
+        "--items",
+        "120",
+        "--dim",
+        "8",
+        "--feature-rows",
+        "16",
+        "--epochs",
+        "3",
+        "--consent-rate",
+        "0.85",
+        "--dropout",
+        "0.1",
+        "--epsilon",
+        "8",
+        "--cohort",
+        "12",
+        "--seed",
+        "3",
+        "--json",
+        "--report",
+    ]);
+    cmd.arg(report).args(extra);
+    let out = cmd.output().expect("run covey fleet");
+    assert!(
+        out.status.success(),
+        "covey fleet failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--json prints one JSON object")
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// What a user would check in the output: rounds that really ran, ε growing, quality
+/// measured against baselines that differ from it, and the report written.
+fn assert_real(json: &Value, report: &Path) {
+    let settings = &json["settings"];
+    let devices = settings["devices"].as_u64().unwrap();
+    let consenting = settings["consenting"].as_u64().unwrap();
+    assert_eq!(devices, 30);
+    assert!(
+        consenting < devices,
+        "some members refuse at 85%: {settings}"
+    );
+
+    let rounds = json["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    let mut last_epsilon = 0.0;
+    for r in rounds {
+        assert_eq!(r["status"], "completed", "{r}");
+        // The server drew the cohort at random from the devices that checked in and
+        // dismissed the rest; dropouts leave fewer survivors than selected.
+        let checked_in = r["checked_in"].as_u64().unwrap();
+        let cohort = r["cohort"].as_u64().unwrap();
+        assert_eq!(cohort, checked_in.min(12), "{r}");
+        assert_eq!(
+            r["not_selected"].as_u64().unwrap(),
+            checked_in - cohort,
+            "{r}"
+        );
+        let participants = r["participants"].as_u64().unwrap();
+        assert!(participants >= 2 && participants <= cohort, "{r}");
+        // Refusals are real: the SDK itself declined the devices without consent.
+        let available = r["available"].as_u64().unwrap();
+        assert_eq!(
+            r["ineligible"].as_u64().unwrap() + checked_in,
+            available,
+            "{r}"
+        );
+        assert_eq!(r["failed"].as_u64().unwrap(), 0, "{r}");
+        assert!(r["bytes_per_member"].as_u64().unwrap() > 0, "{r}");
+        let epsilon = f(&r["epsilon"]);
+        assert!(
+            epsilon > last_epsilon && epsilon <= 8.0,
+            "ε must grow within the budget: {r}"
+        );
+        last_epsilon = epsilon;
+        let ndcg = f(&r["quality"]["ndcg_at_10"]);
+        assert!((0.0..=1.0).contains(&ndcg), "{r}");
+        assert!(f(&r["seconds"]) > 0.0);
+    }
+    let baselines = &json["baselines"];
+    let popularity = f(&baselines["popularity"]["ndcg_at_10"]);
+    let centralized = f(&baselines["centralized"]["ndcg_at_10"]);
+    let federated = f(&json["final"]["federated"]["ndcg_at_10"]);
+    assert!(popularity > 0.0 && centralized > 0.0, "{baselines}");
+    assert_ne!(
+        federated, popularity,
+        "the federated model is not the popularity ranking"
+    );
+    let ratio = f(&json["final"]["ndcg_ratio_to_centralized"]);
+    assert!((ratio - federated / centralized).abs() < 1e-9);
+
+    let html = std::fs::read_to_string(report).expect("report written");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "quality, ε and bytes plots"
+    );
+    assert!(html.contains("NDCG@10") && html.contains("centralized MF"));
+}
+
+#[test]
+fn a_small_fleet_runs_real_rounds_over_http_and_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.html");
+    let json = run_fleet(&report, &[]);
+    assert_eq!(json["settings"]["backend"], "sqlite");
+    assert_real(&json, &report);
+}
+
+#[test]
+fn the_table_names_every_column_and_the_baselines() {
+    let out = covey()
+        .args([
+            "fleet",
+            "--devices",
+            "12",
+            "--rounds",
+            "1",
+            "--items",
+            "60",
+            "--dim",
+            "4",
+            "--feature-rows",
+            "8",
+            "--epochs",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for column in [
+        "round",
+        "cohort",
+        "parts",
+        "dropouts",
+        "bytes/mbr",
+        "ε",
+        "NDCG@10",
+    ] {
+        assert!(text.contains(column), "missing {column}:\n{text}");
+    }
+    assert!(text.contains("baselines: popularity"), "{text}");
+    assert!(text.contains("no DP target"), "{text}");
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_reason() {
+    for (args, reason) in [
+        (&["--dropout=1.5"][..], "--dropout"),
+        (&["--consent-rate", "0"][..], "--consent-rate"),
+        (&["--epsilon=-1"][..], "--epsilon"),
+        (&["--rounds", "0"][..], "--rounds"),
+    ] {
+        let out = covey().arg("fleet").args(args).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(reason), "{args:?}: {err}");
+    }
+}
+
+/// Where `scripts/setup.d/40-postgres` writes the URL of the test database.
+fn postgres_url() -> Option<String> {
+    if let Ok(url) = std::env::var("COVEY_TEST_POSTGRES_URL") {
+        return Some(url);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let url = std::fs::read_to_string(cache.join("covey").join("postgres-url")).ok()?;
+    Some(url.trim().to_owned())
+}
+
+#[test]
+fn the_same_fleet_runs_on_postgres() {
+    let Some(url) = postgres_url() else {
+        eprintln!(
+            "skipped: no PostgreSQL (set COVEY_TEST_POSTGRES_URL or run scripts/setup.d/40-postgres)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.html");
+    let json = run_fleet(&report, &["--postgres", &url]);
+    assert_eq!(json["settings"]["backend"], "postgres");
+    assert_real(&json, &report);
+}
