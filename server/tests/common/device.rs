@@ -247,12 +247,7 @@ impl Device {
     }
 }
 
+/// A stage's name in URLs (the server's own naming).
 pub fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::AdvertiseKeys => "advertise_keys",
-        Stage::ShareKeys => "share_keys",
-        Stage::MaskedInput => "masked_input",
-        Stage::ConsistencyCheck => "consistency_check",
-        Stage::Unmask => "unmask",
-    }
+    covey_server::storage::RoundPhase::Stage(stage).name()
 }
