@@ -25,6 +25,13 @@ class LocalServer private constructor(
     /** The server's output so far (for failure messages; it never holds member data). */
     fun log(): String = log.readText()
 
+    /** The newest global model as `covey-server export-model` writes it (what an app bundles). */
+    fun exportModel(): ByteArray {
+        val out = File(workDir, "model-export.bin")
+        run(binary(), "export-model", "--population", POPULATION, "--out", out.path, "--data", File(workDir, "data").path)
+        return out.readBytes()
+    }
+
     /** `covey-server rounds --json` for the population: the recorded rounds. */
     fun roundsJson(): String = run(binary(), "rounds", "--population", POPULATION, "--json", "--data", File(workDir, "data").path)
 

@@ -1,13 +1,19 @@
 package dev.covey.console
 
+import dev.covey.platform.HttpUrlConnectionTransport
 import dev.covey.rewards.ConsentCard
 import dev.covey.rewards.ConsentCopy
 import dev.covey.rewards.Menu
+import dev.covey.rewards.Offers
+import dev.covey.rewards.RoundResult
+import dev.covey.rewards.Rounds
 import dev.covey.rewards.PrivacyCenter
 import dev.covey.rewards.RewardsSession
 import java.io.File
 import java.io.PrintStream
+import org.covey.CancelHandle
 import org.covey.CoveyException
+import org.covey.DeviceConditions
 import org.covey.Purpose
 
 /**
@@ -19,6 +25,7 @@ class ConsoleApp(
     private val session: RewardsSession,
     private val out: PrintStream,
     private val ask: ((String) -> String?)?,
+    private val serverUrl: String?,
 ) {
     /** Runs [lines] in order; returns false when a command failed in scripted mode. */
     fun run(lines: Sequence<String>): Boolean {
@@ -56,6 +63,8 @@ class ConsoleApp(
         "menu" -> { menu(); true }
         "consent" -> consent(args)
         "buy" -> { buy(args); true }
+        "offers" -> { offers(args.firstOrNull()?.toIntOrNull() ?: 3); true }
+        "join-round" -> joinRound(args)
         "privacy" -> { privacy(); true }
         "receipts" -> { receipts(); true }
         "withdraw" -> { decide(args, allow = false); true }
@@ -114,6 +123,35 @@ class ConsoleApp(
         out.println("Bought ${quantity} × ${item.name} (${Menu.price(item.priceCents * quantity.toLong())}). Saved on this device.")
     }
 
+    private fun offers(count: Int) {
+        val list = Offers.load(session.client, count)
+        if (list == null) {
+            out.println("No offers yet: the shop's model is not on this device (start with --model FILE).")
+            return
+        }
+        out.println(if (list.personalized) "Picked for you:" else "Popular today:")
+        list.offers.forEachIndexed { i, offer ->
+            out.println("  ${i + 1}. ${offer.name}${offer.price?.let { " ($it)" } ?: ""}")
+            out.println("     ${offer.reason}")
+        }
+        list.note?.let { out.println("  ($it)") }
+    }
+
+    /**
+     * Takes part in the open round as a plugged-in desktop on a wired network would (these
+     * are the conditions a phone's scheduler measures); `--on-battery` reports the laptop
+     * unplugged at 15%, which the library refuses with its reason.
+     */
+    private fun joinRound(args: List<String>): Boolean {
+        val url = serverUrl ?: throw IllegalArgumentException("no server configured (start with --server URL)")
+        val onBattery = "--on-battery" in args
+        val conditions = DeviceConditions(charging = !onBattery, unmetered = true, idle = true, batteryPercent = if (onBattery) 15u else 100u)
+        out.println("Joining a training round (this waits for enough members to check in)…")
+        val result = CancelHandle().use { cancel -> Rounds.join(session.client, HttpUrlConnectionTransport(url), conditions, cancel) }
+        out.println(result.describe())
+        return result !is RoundResult.Failed
+    }
+
     private fun privacy() {
         val center = session.privacyCenter()
         out.println("Privacy center")
@@ -125,7 +163,7 @@ class ConsoleApp(
         }
         out.println("  Stored on this device:")
         if (center.stored.none { it.count > 0uL }) out.println("    nothing")
-        center.stored.filter { it.count > 0uL }.forEach { out.println("    ${it.count} ${it.what}") }
+        center.stored.filter { it.count > 0uL }.forEach { out.println("    ${it.what}: ${it.count}") }
         out.println("  Left this device: ${center.uploads} model update(s), privacy loss ε = %.3f".format(center.cumulativeEpsilon))
         center.lastUploadMs?.let { out.println("  Last update sent: ${ConsentCopy.date(it)}") }
         out.println("  Signed receipts: ${center.receipts.size} (type 'receipts')")
@@ -178,6 +216,8 @@ class ConsoleApp(
   menu                          what the shop sells
   consent [purpose=yes|no ...]  review pending choices (purposes: personalization, training, analytics)
   buy ITEM [QUANTITY]           record a purchase
+  offers [K]                    your offers, and why
+  join-round [--on-battery]     help improve suggestions (needs 'training' allowed and --server)
   privacy                       the privacy center
   receipts                      signed receipts of your choices
   withdraw PURPOSE | allow PURPOSE

@@ -23,6 +23,7 @@ data class Options(
     val server: String?,
     val script: File?,
     val member: String,
+    val model: File?,
 ) {
     companion object {
         const val USAGE = """usage: kotlin-console [--data DIR] [--keys FILE] [--server URL] [--member ID] [--script FILE]
@@ -31,6 +32,7 @@ data class Options(
                  its password comes from COFFEE_REWARDS_PASSWORD, else it is asked for
   --server URL   the aggregation server, for 'join-round'
   --member ID    the member reference recorded on receipts (default: local-member)
+  --model FILE   install this global model (a covey-server export, as an app bundles its first model)
   --script FILE  run the commands in FILE without asking anything (stops at the first error)"""
 
         fun parse(args: Array<String>): Options {
@@ -40,6 +42,7 @@ data class Options(
             var server: String? = null
             var script: File? = null
             var member = "local-member"
+            var model: File? = null
             var i = 0
             fun value(): String = args.getOrNull(++i) ?: throw IllegalArgumentException("${args[i - 1]} needs a value")
             while (i < args.size) {
@@ -49,12 +52,13 @@ data class Options(
                     "--server" -> server = value()
                     "--script" -> script = File(value())
                     "--member" -> member = value()
+                    "--model" -> model = File(value())
                     "-h", "--help" -> throw IllegalArgumentException(USAGE)
                     else -> throw IllegalArgumentException("unknown option ${args[i]}\n$USAGE")
                 }
                 i++
             }
-            return Options(data, keys, server, script, member)
+            return Options(data, keys, server, script, member, model)
         }
     }
 }
@@ -100,13 +104,21 @@ fun runApp(args: Array<String>, out: PrintStream, password: () -> CharArray): In
         return 3
     }
     return client.use {
+        options.model?.let { file ->
+            try {
+                out.println("Installed the shop's model, version ${it.installModel(file.readBytes())}.")
+            } catch (e: CoveyException) {
+                out.println("error: the model file was not installed: ${e.message}")
+                return 1
+            }
+        }
         val session = RewardsSession(it, NOTICE_VERSION)
         val ok = if (options.script != null) {
-            ConsoleApp(session, out, ask = null).run(options.script.readLines().asSequence())
+            ConsoleApp(session, out, ask = null, serverUrl = options.server).run(options.script.readLines().asSequence())
         } else {
             out.println("Type 'help' for commands.")
             val lines = generateSequence { out.print("> "); readlnOrNull() }
-            ConsoleApp(session, out, ask = { q -> out.print(q); readlnOrNull() }).run(lines)
+            ConsoleApp(session, out, ask = { q -> out.print(q); readlnOrNull() }, serverUrl = options.server).run(lines)
         }
         if (ok) 0 else 1
     }

@@ -1,6 +1,16 @@
 package dev.covey.console
 
+import dev.covey.platform.HttpUrlConnectionTransport
+import dev.covey.rewards.Menu
+import dev.covey.testing.Clients
+import dev.covey.testing.InMemoryKeyStore
 import dev.covey.testing.LocalServer
+import java.util.concurrent.Executors
+import java.util.concurrent.TimeUnit
+import org.covey.CancelHandle
+import org.covey.DeviceConditions
+import org.covey.ParticipationOutcome
+import org.covey.Purpose
 import java.io.ByteArrayOutputStream
 import java.io.File
 import java.io.PrintStream
@@ -19,11 +29,12 @@ class ConsoleJourneyTest {
     @TempDir
     lateinit var dir: File
 
-    private fun runScript(server: LocalServer?, member: String, script: String, password: String = "correct horse"): Pair<Int, String> {
+    private fun runScript(server: LocalServer?, member: String, script: String, password: String = "correct horse", model: File? = null): Pair<Int, String> {
         val file = File(dir, "$member.script").apply { writeText(script.trimIndent()) }
         val out = ByteArrayOutputStream()
         val args = mutableListOf("--data", File(dir, "$member-data").path, "--keys", File(dir, "$member.p12").path, "--member", member, "--script", file.path)
         server?.let { args += listOf("--server", it.baseUrl) }
+        model?.let { args += listOf("--model", it.path) }
         val code = runApp(args.toTypedArray(), PrintStream(out, true, "UTF-8")) { password.toCharArray() }
         return code to out.toString("UTF-8")
     }
@@ -64,7 +75,7 @@ class ConsoleJourneyTest {
         assertTrue(out.contains("Bought 2 × Butter croissant ($6.00). Saved on this device."), out)
         assertTrue(out.contains("You allowed: Improve recommendations for everyone"), out)
         assertTrue(Regex("Personal offers +allowed +stays on this device, kept 730 days").containsMatchIn(out), out)
-        assertTrue(out.contains("    2 purchases"), out)
+        assertTrue(out.contains("    purchases: 2"), out)
         assertTrue(out.contains("Left this device: 0 model update(s), privacy loss ε = 0.000"), out)
         assertTrue(out.contains("personalization: withdrawn"), out)
 
@@ -77,6 +88,61 @@ class ConsoleJourneyTest {
         assertTrue(afterErase.contains("nothing"), afterErase)
         assertTrue(afterErase.contains("Not decided yet"), afterErase)
     }
+
+    @Test
+    fun `offers are explained by the member's purchases, and the member joins a round with two others`() {
+        LocalServer.start(Menu.catalogCsv()).use { server ->
+            val model = File(dir, "model.bin").apply { writeBytes(server.exportModel()) }
+            // Two other members' phones take part in the same round (cohorts of three).
+            val pool = Executors.newFixedThreadPool(2)
+            val neighbours = listOf("nia", "omar").map { name -> pool.submit<ParticipationOutcome> { neighbour(server, name) } }
+            val (code, out) = runScript(server, "eve", """
+                consent personalization=yes training=yes analytics=no
+                offers 3
+                buy oat-latte
+                buy croissant
+                buy espresso
+                buy banana-bread
+                offers 3
+                join-round --on-battery
+                join-round
+                privacy
+                withdraw personalization
+                offers 3
+            """, model = model)
+            val others = neighbours.map { it.get(120, TimeUnit.SECONDS) }
+            pool.shutdown()
+            assertEquals(0, code, out)
+            assertTrue(out.contains("Installed the shop's model, version 0."), out)
+            // Too little history at first: global offers, and the app says what is missing.
+            assertTrue(out.contains("Popular today:"), out)
+            assertTrue(out.contains("more different item(s) for offers picked for you"), out)
+            // Then personal offers, explained in menu names from the member's own purchases.
+            val personal = out.substringAfter("> offers 3").substringAfter("> offers 3").substringBefore("> join-round")
+            assertTrue(personal.contains("Picked for you:"), personal)
+            assertTrue(Regex("Because you bought (Oat latte|Butter croissant|Espresso|Banana bread)").containsMatchIn(personal), personal)
+            // Unplugged: refused with the reason named; plugged in: one update sent.
+            assertTrue(out.contains("Not this time: ") && out.substringAfter("Not this time: ").substringBefore("\n").contains("charging"), out)
+            assertTrue(out.contains("Thanks! Your phone sent one encrypted, noise-protected update"), out)
+            assertTrue(out.contains("Left this device: 1 model update(s)"), out)
+            assertEquals(1, others.map { it.round }.toSet().size)
+            // Withdrawn: back to the global ranking at once.
+            val afterWithdrawal = out.substringAfter("> withdraw personalization")
+            assertTrue(afterWithdrawal.contains("Popular today:"), afterWithdrawal)
+            assertTrue(afterWithdrawal.contains("Personal offers are off, so your history was not used."), afterWithdrawal)
+        }
+    }
+
+    /** Another member's phone, straight on the library: history, consent, one round. */
+    private fun neighbour(server: LocalServer, name: String): ParticipationOutcome =
+        Clients.open(File(dir, name), InMemoryKeyStore(), server.baseUrl).use { client ->
+            client.recordEvents(listOf("espresso", "croissant", "flat-white", "green-tea").mapIndexed { i, item ->
+                Clients.purchase(item, Menu.find(item)!!.category, Menu.find(item)!!.priceCents, 1_767_225_600_000L + i * 60_000L)
+            })
+            client.grant(Purpose.FEDERATED_TRAINING, Clients.NOTICE_VERSION, "test")
+            val plugged = DeviceConditions(charging = true, unmetered = true, idle = true, batteryPercent = 80u)
+            CancelHandle().use { client.participateWithTransport(HttpUrlConnectionTransport(server.baseUrl), plugged, it) }
+        }
 
     @Test
     fun `a wrong key file password opens nothing`() {

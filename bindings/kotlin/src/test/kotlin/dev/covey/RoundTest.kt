@@ -1,0 +1,125 @@
+package dev.covey
+
+import dev.covey.platform.HttpUrlConnectionTransport
+import dev.covey.testing.Clients
+import dev.covey.testing.InMemoryKeyStore
+import dev.covey.testing.LocalServer
+import java.io.File
+import java.util.concurrent.Executors
+import java.util.concurrent.TimeUnit
+import org.covey.CancelHandle
+import org.covey.CoveyClient
+import org.covey.CoveyException
+import org.covey.DeviceConditions
+import org.covey.ParticipationOutcome
+import org.covey.Purpose
+import org.covey.Transport
+import org.covey.TransportException
+import org.covey.TransportRequest
+import org.covey.TransportResponse
+import org.json.JSONArray
+import org.junit.jupiter.api.AfterAll
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.BeforeAll
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.TestInstance
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+
+/**
+ * Round participation from Kotlin: real clients, a Kotlin [Transport] over HttpURLConnection,
+ * and a real covey-server on loopback running SecAgg+ with distributed DP.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class RoundTest {
+    @TempDir
+    lateinit var dir: File
+    private lateinit var server: LocalServer
+
+    private val plugged = DeviceConditions(charging = true, unmetered = true, idle = true, batteryPercent = 90u)
+
+    @BeforeAll
+    fun start() {
+        server = LocalServer.start(CATALOG, cohortMin = 3, cohortMax = 3)
+    }
+
+    @AfterAll
+    fun stop() = server.close()
+
+    private fun member(name: String, items: List<String>, training: Boolean = true): CoveyClient {
+        val client = Clients.open(File(dir, name), InMemoryKeyStore(), server.baseUrl)
+        client.recordEvents(items.mapIndexed { i, item -> Clients.purchase(item, "coffee", 300, T0 + i * 3_600_000L) })
+        if (training) client.grant(Purpose.FEDERATED_TRAINING, Clients.NOTICE_VERSION, "test")
+        return client
+    }
+
+    @Test
+    fun `three members take part in one round and each privacy center records the upload`() {
+        val members = listOf(
+            member("m1", listOf("espresso", "croissant", "flat-white", "espresso")),
+            member("m2", listOf("green-tea", "earl-grey", "croissant", "green-tea")),
+            member("m3", listOf("espresso", "oat-latte", "banana-bread", "cold-brew")),
+        )
+        val pool = Executors.newFixedThreadPool(members.size)
+        try {
+            val outcomes: List<ParticipationOutcome> = members.map { client ->
+                pool.submit<ParticipationOutcome> {
+                    CancelHandle().use { client.participateWithTransport(HttpUrlConnectionTransport(server.baseUrl), plugged, it) }
+                }
+            }.map { it.get(120, TimeUnit.SECONDS) }
+
+            assertEquals(1, outcomes.map { it.round }.toSet().size, "one round: $outcomes")
+            // Every member's masked upload has the same size, whatever its history.
+            assertEquals(1, outcomes.map { it.uploadBytes }.toSet().size)
+            assertTrue(outcomes.all { it.epsilon > 0.0 })
+            for ((client, outcome) in members.zip(outcomes)) {
+                val summary = client.privacySummary()
+                assertEquals(1uL, summary.uploads)
+                assertEquals(outcome.epsilon, summary.cumulativeEpsilon, 1e-9)
+                assertTrue(client.verifyAuditLog().intact)
+            }
+            // The server finishes the round and publishes model version 1.
+            val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30)
+            while (!server.roundsJson().contains("\"completed\"") && System.nanoTime() < deadline) Thread.sleep(200)
+            val rounds = JSONArray(server.roundsJson().trim().let { if (it.startsWith("[")) it else "[$it]" })
+            assertTrue(rounds.toString().contains("completed"), server.roundsJson())
+            // The published model is what the apps install next: version 1, over the same catalog.
+            assertEquals(1uL, members[0].installModel(server.exportModel()))
+            assertEquals(1uL, members[0].modelVersion())
+        } finally {
+            pool.shutdownNow()
+            members.forEach { it.close() }
+        }
+    }
+
+    @Test
+    fun `a phone on battery is not eligible, with the reason named`() {
+        member("on-battery", listOf("espresso", "croissant", "espresso")).use { client ->
+            val unplugged = plugged.copy(charging = false, batteryPercent = 15u)
+            val e = assertThrows<CoveyException.NotEligible> { CancelHandle().use { client.participateWithTransport(HttpUrlConnectionTransport(server.baseUrl), unplugged, it) } }
+            assertTrue(e.message.orEmpty().contains("charging"), e.message)
+        }
+    }
+
+    @Test
+    fun `a failing host transport becomes a Network error, and a cancelled handle stops the work`() {
+        val down = object : Transport {
+            override fun send(request: TransportRequest): TransportResponse = throw TransportException.Unreachable("connection refused")
+        }
+        member("offline", listOf("espresso", "croissant", "espresso")).use { client ->
+            assertThrows<CoveyException.Network> { CancelHandle().use { client.participateWithTransport(down, plugged, it) } }
+            val cancelled = CancelHandle().also { it.cancel() }
+            assertThrows<CoveyException.Cancelled> { client.participateWithTransport(HttpUrlConnectionTransport(server.baseUrl), plugged, cancelled) }
+            cancelled.close()
+        }
+    }
+
+    companion object {
+        const val T0 = 1_767_225_600_000L
+        val CATALOG = "item_id,category,price\n" + listOf(
+            "espresso,coffee,250", "flat-white,coffee,400", "oat-latte,coffee,450", "cold-brew,coffee,420",
+            "green-tea,tea,280", "earl-grey,tea,260", "croissant,bakery,300", "banana-bread,bakery,360",
+        ).joinToString("") { "$it\n" }
+    }
+}
