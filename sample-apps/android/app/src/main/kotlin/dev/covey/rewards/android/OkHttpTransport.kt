@@ -33,7 +33,7 @@ class OkHttpTransport(
         val builder = try {
             Request.Builder().url(base + request.path)
         } catch (e: IllegalArgumentException) {
-            throw TransportException.InvalidRequest("bad server URL or path")
+            throw TransportException.Unreachable("bad server URL or path")
         }
         request.bearer?.let { builder.header("Authorization", "Bearer $it") }
         when (request.method) {
