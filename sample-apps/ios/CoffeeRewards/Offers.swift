@@ -29,7 +29,15 @@ enum Offers {
         guard !why.because.isEmpty else {
             return "Popular with members overall; no personal data was used for this suggestion."
         }
-        let parts = why.because.map { "\(verb($0.kind)) \(Menu.name(of: $0.itemId))" }
+        // One verb per kind of event: "bought Oat latte and Croissant and redeemed Muffin".
+        var verbs: [String] = []
+        var names: [String: [String]] = [:]
+        for c in why.because {
+            let v = verb(c.kind)
+            if names[v] == nil { verbs.append(v) }
+            names[v, default: []].append(Menu.name(of: c.itemId))
+        }
+        let parts = verbs.map { "\($0) \(names[$0]!.joined(separator: " and "))" }
         return "Because you " + parts.joined(separator: " and ") + "."
     }
 

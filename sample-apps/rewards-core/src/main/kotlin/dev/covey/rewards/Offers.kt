@@ -34,7 +34,10 @@ object Offers {
         if (why.because.isEmpty()) {
             "Popular with members overall; no personal data was used for this suggestion."
         } else {
-            "Because you " + why.because.joinToString(" and ") { "${verb(it.kind)} ${Menu.nameOf(it.itemId)}" } + "."
+            // One verb per kind of event: "bought Oat latte and Croissant and redeemed Muffin".
+            "Because you " + why.because.groupBy({ verb(it.kind) }, { Menu.nameOf(it.itemId) })
+                .map { (verb, names) -> "$verb ${names.joinToString(" and ")}" }
+                .joinToString(" and ") + "."
         }
 
     private fun verb(kind: EventKind?): String = when (kind) {
