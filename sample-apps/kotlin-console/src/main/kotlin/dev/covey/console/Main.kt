@@ -1,20 +1,12 @@
 package dev.covey.console
 
+import dev.covey.rewards.CoffeeShop
 import dev.covey.rewards.RewardsSession
 import java.io.File
 import java.io.PrintStream
 import kotlin.system.exitProcess
-import org.covey.ClientConfig
 import org.covey.CoveyClient
 import org.covey.CoveyException
-
-/** The notice the app shows; a new version with changed terms brings the prompts back. */
-const val NOTICE_VERSION: UInt = 1u
-private const val NOTICE_TEXT =
-    "Coffee Shop Rewards keeps your purchases on this device to suggest offers you may like. " +
-        "If you agree, your device also helps improve suggestions for all members by sending a " +
-        "noised, encrypted model update that can only be read summed with many others. " +
-        "Your purchase history itself never leaves the device."
 
 /** Command-line options. */
 data class Options(
@@ -63,24 +55,6 @@ data class Options(
     }
 }
 
-/** The client configuration for [options]. */
-fun clientConfig(options: Options) = ClientConfig(
-    dataDir = options.data.path,
-    anchorPath = null,
-    population = "coffee-rewards",
-    serverUrl = options.server,
-    noticeId = "coffee-rewards-notice",
-    noticeVersion = NOTICE_VERSION,
-    noticeLanguage = "en",
-    noticeText = NOTICE_TEXT,
-    controllerName = "Coffee Shop Rewards Ltd",
-    controllerContact = "privacy@coffee.example",
-    subjectRef = options.member,
-    jurisdiction = "EU",
-    withdrawalMethod = "Privacy center in the app (withdraw PURPOSE)",
-    renewalWindowDays = 30u,
-)
-
 /**
  * Runs the app with [args]; returns the process exit code (0 ok, 1 a command failed, 2 bad
  * usage, 3 the store could not be opened). Separate from [main] so tests run it in-process.
@@ -94,7 +68,7 @@ fun runApp(args: Array<String>, out: PrintStream, password: () -> CharArray): In
     }
     val client = try {
         options.data.mkdirs()
-        CoveyClient.open(clientConfig(options), Pkcs12KeyStore(options.keys, password()))
+        CoveyClient.open(CoffeeShop.clientConfig(options.data.path, options.server, options.member), Pkcs12KeyStore(options.keys, password()))
     } catch (e: CoveyException) {
         out.println("error: cannot open your rewards on this device: ${e.javaClass.simpleName}: ${e.message}")
         return 3
@@ -112,7 +86,7 @@ fun runApp(args: Array<String>, out: PrintStream, password: () -> CharArray): In
                 return 1
             }
         }
-        val session = RewardsSession(it, NOTICE_VERSION)
+        val session = RewardsSession(it, CoffeeShop.NOTICE_VERSION)
         val ok = if (options.script != null) {
             ConsoleApp(session, out, ask = null, serverUrl = options.server).run(options.script.readLines().asSequence())
         } else {

@@ -1,9 +1,9 @@
 package dev.covey.rewards.android
 
 import android.app.Application
+import dev.covey.rewards.CoffeeShop
 import dev.covey.rewards.RewardsSession
 import java.io.File
-import org.covey.ClientConfig
 import org.covey.CoveyClient
 
 /**
@@ -14,37 +14,16 @@ class RewardsApplication : Application() {
     /** Opened lazily, off the main thread, by the first caller (the view model or the worker). */
     val session: RewardsSession by lazy {
         val dir = File(filesDir, "covey").apply { mkdirs() }
-        val client = CoveyClient.open(config(dir), AndroidKeystoreKeyStore())
-        RewardsSession(client, NOTICE_VERSION)
+        // The audit anchor lives outside the database file so restoring an old database is
+        // detected; no-backup storage keeps it off cloud backups.
+        val anchor = File(noBackupFilesDir, "covey-audit.anchor").path
+        val config = CoffeeShop.clientConfig(dir.path, BuildConfigValues.SERVER_URL, "app-install", anchor)
+        RewardsSession(CoveyClient.open(config, AndroidKeystoreKeyStore()), CoffeeShop.NOTICE_VERSION)
     }
 
     override fun onCreate() {
         super.onCreate()
         RoundWorker.schedule(this)
-    }
-
-    private fun config(dir: File) = ClientConfig(
-        dataDir = dir.path,
-        // The audit anchor lives outside the database file so restoring an old database is
-        // detected; no-backup storage keeps it off cloud backups.
-        anchorPath = File(noBackupFilesDir, "covey-audit.anchor").path,
-        population = "coffee-rewards",
-        serverUrl = BuildConfigValues.SERVER_URL,
-        noticeId = "coffee-rewards-notice",
-        noticeVersion = NOTICE_VERSION,
-        noticeLanguage = "en",
-        noticeText = getString(R.string.notice_text),
-        controllerName = "Coffee Shop Rewards Ltd",
-        controllerContact = "privacy@coffee.example",
-        subjectRef = "app-install",
-        jurisdiction = "EU",
-        withdrawalMethod = "Privacy center in the app",
-        renewalWindowDays = 30u,
-    )
-
-    companion object {
-        /** Bump with a material change of the terms: members are asked again. */
-        const val NOTICE_VERSION: UInt = 1u
     }
 }
 
