@@ -153,7 +153,7 @@ fn malformed_oversized_misdirected_and_replayed_stage_messages_get_clear_4xx() {
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let values = Encoder::new(&plan)
         .unwrap()
-        .encode(&[0.01; 80], &mut rng)
+        .encode(&[0.01; common::SMALL_PARAMETERS], &mut rng)
         .unwrap()
         .values;
     let (_client, message) =

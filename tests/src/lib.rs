@@ -41,7 +41,9 @@ pub fn catalog(items: usize) -> Catalog {
 }
 
 /// A population TOML over `catalog.csv`: dimension `dim`, cohorts of `cohort_min..=cohort_max`,
-/// FedAvg, no contribution bounds that a test's repeated rounds would hit.
+/// FedAvg, no contribution bounds that a test's repeated rounds would hit. Check-in stays
+/// open long enough for every test device to join on a loaded machine; it closes as soon as
+/// `cohort_max` devices are in.
 pub fn population_toml(name: &str, dim: usize, cohort_min: usize, cohort_max: usize) -> String {
     format!(
         r#"
@@ -67,7 +69,7 @@ cohort_max = {cohort_max}
 dropout_tolerance = 0.4
 adversarial_fraction = 0.05
 [deadlines]
-check_in = 2
+check_in = 20
 advertise_keys = 6
 share_keys = 6
 masked_input = 10
