@@ -263,6 +263,9 @@ impl Device {
     /// request), [`Error::ConsentWithdrawn`] / [`Error::Cancelled`] when the round was
     /// abandoned (nothing more was sent), [`Error::Network`] when the server or the network
     /// failed, [`Error::NotRegistered`] without [`Device::join`].
+    ///
+    /// Run one participation per device at a time (the host's scheduler does): the server
+    /// gives a device one member id per round, so two concurrent calls would share it.
     pub fn participate_with(
         &self,
         transport: &dyn Transport,
