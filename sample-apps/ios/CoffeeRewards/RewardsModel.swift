@@ -40,7 +40,14 @@ final class RewardsModel: ObservableObject {
             subjectRef: "app-install", jurisdiction: "EU",
             withdrawalMethod: "Privacy center in the app", renewalWindowDays: 30
         )
-        return RewardsModel(client: try CoveyClient.open(config: config, keyStore: KeychainKeyStore()))
+        let client = try CoveyClient.open(config: config, keyStore: KeychainKeyStore())
+        // The first model ships in the app bundle (an operator export); later versions come
+        // from the server.
+        if try client.modelVersion() == nil,
+           let url = Bundle.main.url(forResource: "coffee-model", withExtension: "bin") {
+            _ = try client.installModel(model: try Data(contentsOf: url))
+        }
+        return RewardsModel(client: client)
     }
 
     /// Re-reads everything shown; called on launch and whenever the app becomes active, so the

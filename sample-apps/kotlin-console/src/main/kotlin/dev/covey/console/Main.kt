@@ -24,7 +24,8 @@ data class Options(
                  its password comes from COFFEE_REWARDS_PASSWORD, else it is asked for
   --server URL   the aggregation server, for 'join-round'
   --member ID    the member reference recorded on receipts (default: local-member)
-  --model FILE   install this global model (a covey-server export, as an app bundles its first model)
+  --model FILE   the shop's model to install when the device has none (a covey-server export, as an
+                 app bundles its first model)
   --script FILE  run the commands in FILE without asking anything (stops at the first error)"""
 
         fun parse(args: Array<String>): Options {
@@ -78,15 +79,15 @@ fun runApp(args: Array<String>, out: PrintStream, password: () -> CharArray): In
         return 3
     }
     return client.use {
+        val session = RewardsSession(it, CoffeeShop.NOTICE_VERSION)
         options.model?.let { file ->
             try {
-                out.println("Installed the shop's model, version ${it.installModel(file.readBytes())}.")
+                session.installFirstModel { file.readBytes() }?.let { v -> out.println("Installed the shop's model, version $v.") }
             } catch (e: CoveyException) {
                 out.println("error: the model file was not installed: ${e.message}")
                 return 1
             }
         }
-        val session = RewardsSession(it, CoffeeShop.NOTICE_VERSION)
         val ok = if (options.script != null) {
             ConsoleApp(session, out, ask = null, serverUrl = options.server).run(options.script.readLines().asSequence())
         } else {

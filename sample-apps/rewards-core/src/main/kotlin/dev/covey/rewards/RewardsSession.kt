@@ -22,6 +22,14 @@ class RewardsSession(
     private val storeId: String = "store-001",
     private val now: () -> Long = System::currentTimeMillis,
 ) {
+    /**
+     * Installs the model the app ships with ([read] is only called when needed) if the device
+     * has none yet; returns its version, or null when a model was already installed (newer
+     * versions come from the server, never from the app's bundle).
+     */
+    fun installFirstModel(read: () -> ByteArray): ULong? =
+        if (client.modelVersion() == null) client.installModel(read()) else null
+
     /** The consent cards to show now (empty when every purpose is decided and current). */
     fun consentCards(): List<ConsentCard> = ConsentCopy.cards(client.promptsNeeded(), client.privacySummary())
 

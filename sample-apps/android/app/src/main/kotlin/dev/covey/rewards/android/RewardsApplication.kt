@@ -18,7 +18,15 @@ class RewardsApplication : Application() {
         // detected; no-backup storage keeps it off cloud backups.
         val anchor = File(noBackupFilesDir, "covey-audit.anchor").path
         val config = CoffeeShop.clientConfig(dir.path, BuildConfigValues.SERVER_URL, "app-install", anchor)
-        RewardsSession(CoveyClient.open(config, AndroidKeystoreKeyStore()), CoffeeShop.NOTICE_VERSION)
+        RewardsSession(CoveyClient.open(config, AndroidKeystoreKeyStore()), CoffeeShop.NOTICE_VERSION).also {
+            // The first model ships in the APK (assets/coffee-model.bin, an operator export);
+            // later versions come from the server.
+            it.installFirstModel { assets.open(BUNDLED_MODEL).use { input -> input.readBytes() } }
+        }
+    }
+
+    private companion object {
+        const val BUNDLED_MODEL = "coffee-model.bin"
     }
 
     override fun onCreate() {
