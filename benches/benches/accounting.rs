@@ -12,9 +12,9 @@
 //!   noise multiplier for (2, 1e-6) with PLD.
 
 use std::hint::black_box;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use covey_benches::{median_seconds, peer_json_lines};
 use covey_protocol::accounting::{
     Accountant, AccountantKind, PldAccountant, PrivacyEvent, Sampling, calibrate_noise_multiplier,
     epsilon_for_events,
@@ -80,18 +80,6 @@ fn bench_accountants(c: &mut Criterion) {
     floor.finish();
 }
 
-fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut times: Vec<f64> = (0..reps)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[reps / 2]
-}
-
 fn peer_python() -> String {
     if let Ok(python) = std::env::var("COVEY_DP_PYTHON") {
         return python;
@@ -109,19 +97,11 @@ fn peer(specs: &[String]) -> Vec<Option<(f64, f64)>> {
         env!("CARGO_MANIFEST_DIR"),
         "/peers/dp_accounting_epsilon.py"
     );
-    let output = Command::new(peer_python())
-        .arg(script)
-        .arg("--cases")
-        .arg(specs.join(","))
-        .output();
-    let Some(output) = output.ok().filter(|o| o.status.success()) else {
+    let args = ["--cases", &specs.join(",")];
+    let Some(lines) = peer_json_lines(&peer_python(), script, &args) else {
         eprintln!("accounting: dp-accounting peer unavailable (run scripts/setup.d/20-python-dp)");
         return vec![None; specs.len()];
     };
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
     specs
         .iter()
         .map(|spec| {

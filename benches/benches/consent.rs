@@ -5,10 +5,16 @@
 //!   kind of clock, the least any revocable, expiring check can do.
 //! - `consent/gated_history_1000` vs `consent/ungated_export_1000`: reading 1 000 events under
 //!   a grant (check, read, audit-log append, re-check) vs the store's ungated export of the
-//!   same events (same decryption, no gate, no log).
+//!   same events (same decryption and one audit append as a member access, no gate).
 //! - `audit/verify_10000` vs `audit/floor_leaf_hashes_10000`: verifying a 10 000-entry log
 //!   (decode, leaf and node hashes, signed checkpoint, anchor) vs only SHA-256 leaf hashing of
 //!   the same bytes.
+//! - `recommend/sdk_warm_10k` and `recommend/sdk_cold_10k` vs `recommend/direct_10k`: top-10
+//!   over a 10 000-item catalog (d = 32) for a member with 200 purchases of 100 items,
+//!   through `Device::recommend` vs covey-model's `Recommender` on the same model and
+//!   history. Warm: the history read under the grant is reused (grant check, history stamp,
+//!   user solve, scoring); cold: the cache is dropped first, so each call also mints a grant,
+//!   reads and decrypts the history through the gate, logs the read and keeps the local state.
 //! - `receipt/verify` vs `receipt/floor_ed25519_verify`: verifying a consent receipt (parse
 //!   checks, canonical bytes, Ed25519, terms hash) vs one raw Ed25519 verification of a
 //!   message of the same length.
@@ -17,6 +23,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use covey_model::{
+    Catalog, GlobalModel, ItemInfo, MemberHistory, ModelConfig, ModelShape, RecommendFilter,
+    Recommender,
+};
 use covey_sdk::audit::{MemoryAnchorStore, StoredEntry, verify_log};
 use covey_sdk::audit_entry::{AuditEntry, AuditEvent};
 use covey_sdk::consent::{ConsentEventKind, Controller, PurposeId};
@@ -89,17 +99,7 @@ fn bench_grants(c: &mut Criterion) {
     )
     .expect("give");
     let events: Vec<LoyaltyEvent> = (0..1000)
-        .map(|i| LoyaltyEvent {
-            kind: EventKind::Purchase,
-            item_id: format!("sku-{i}"),
-            category: "grocery".into(),
-            quantity: 1,
-            amount_minor: 250,
-            currency: "EUR".into(),
-            store_id: "s1".into(),
-            channel: Channel::InStore,
-            time_ms: NOW - 1000 - i,
-        })
+        .map(|i| purchase(format!("sku-{i}"), NOW - 1000 - i))
         .collect();
     d.store().record_events(&events).expect("events");
     let grant = d.grant::<FederatedTraining>("trainer").expect("grant");
@@ -123,6 +123,80 @@ fn bench_grants(c: &mut Criterion) {
     });
     g.bench_function("ungated_export_1000", |b| {
         b.iter(|| d.store().export().expect("export").events.len())
+    });
+    g.finish();
+}
+
+fn purchase(item_id: String, time_ms: i64) -> LoyaltyEvent {
+    LoyaltyEvent {
+        kind: EventKind::Purchase,
+        item_id,
+        category: "grocery".into(),
+        quantity: 1,
+        amount_minor: 250,
+        currency: "EUR".into(),
+        store_id: "s1".into(),
+        channel: Channel::InStore,
+        time_ms,
+    }
+}
+
+fn bench_recommend(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let items = (0..10_000)
+        .map(|i| ItemInfo::new(format!("sku-{i}")))
+        .collect();
+    let shape = ModelShape {
+        dim: 32,
+        feature_rows: 64,
+    };
+    let model =
+        GlobalModel::init(Catalog::new(items).expect("catalog"), shape, &mut rng).expect("model");
+    let events: Vec<LoyaltyEvent> = (0..200)
+        .map(|i| {
+            purchase(
+                format!("sku-{}", (i * 37) % 100 * 97),
+                NOW - 3_600_000 * (i + 1),
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = device(dir.path());
+    d.decide(
+        &PurposeId::personalization(),
+        ConsentEventKind::Given,
+        1,
+        "bench",
+    )
+    .expect("give");
+    d.store().record_events(&events).expect("events");
+    d.install_model(&model).expect("install");
+    let config = ModelConfig::default();
+    let history = MemberHistory::from_events(model.catalog(), &events, &config.weights, NOW);
+    let filter = RecommendFilter::default();
+    let direct = Recommender::new(&model, Some(&history), &config)
+        .expect("recommender")
+        .recommend(10, &filter);
+    let through_sdk = d.recommend(10, &filter).expect("recommend");
+    assert_eq!(through_sdk, direct, "same data, same ranking");
+
+    let mut g = c.benchmark_group("recommend");
+    g.bench_function("direct_10k", |b| {
+        b.iter(|| {
+            Recommender::new(&model, Some(&history), &config)
+                .expect("recommender")
+                .recommend(10, black_box(&filter))
+        })
+    });
+    g.bench_function("sdk_warm_10k", |b| {
+        b.iter(|| d.recommend(10, black_box(&filter)).expect("recommend"))
+    });
+    g.bench_function("sdk_cold_10k", |b| {
+        b.iter(|| {
+            // Dropping the cached history forces a gated read, as after a new event.
+            d.set_model_config(config.clone()).expect("config");
+            d.recommend(10, black_box(&filter)).expect("recommend")
+        })
     });
     g.finish();
 }
@@ -210,6 +284,6 @@ criterion_group! {
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2))
         .sample_size(20);
-    targets = bench_grants, bench_audit
+    targets = bench_grants, bench_audit, bench_recommend
 }
 criterion_main!(benches);

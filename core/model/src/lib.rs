@@ -46,6 +46,8 @@ mod config;
 mod dataset;
 mod error;
 mod eval;
+#[doc(hidden)]
+pub mod fixtures;
 mod history;
 mod local_state;
 mod model;

@@ -5,64 +5,25 @@
 mod common;
 
 use common::{Fixture, T0, dir_bytes, purchase};
-use covey_model::{
-    Basis, Catalog, Explanation, FallbackReason, GlobalModel, ItemInfo, ModelShape, RecommendFilter,
-};
+use covey_model::{Basis, Explanation, FallbackReason, GlobalModel, RecommendFilter, fixtures};
 use covey_sdk::Error;
 use covey_sdk::audit_entry::AuditEvent;
 use covey_sdk::consent::{ConsentEventKind, PurposeId};
 use covey_sdk::grant::Personalization;
 use covey_sdk::personalize::{GLOBAL_MODEL_BLOB, LOCAL_STATE_BLOB, RECOMMENDER};
 use covey_store::DB_FILE_NAME;
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 use rusqlite::Connection;
 
 const ITEMS: usize = 40;
 const DIM: usize = 8;
 const HOUR_MS: i64 = 3_600_000;
 
-/// Two tastes: items 0..20 ("a-*") lie along one axis, items 20..40 ("b-*") along another;
-/// the "b" items are more popular overall (higher bias), so the global ranking is all "b"
-/// while a member who buys "a" items gets "a" items.
 fn two_taste_model(version: u64) -> GlobalModel {
-    let items = (0..ITEMS)
-        .map(|i| ItemInfo::new(item(i)))
-        .collect::<Vec<_>>();
-    let shape = ModelShape {
-        dim: DIM,
-        feature_rows: 4,
-    };
-    let mut model = GlobalModel::init(
-        Catalog::new(items).expect("catalog"),
-        shape,
-        &mut ChaCha20Rng::seed_from_u64(9),
-    )
-    .expect("model");
-    let layout = model.layout();
-    let mut target = vec![0.0f32; layout.len()];
-    for i in 0..ITEMS {
-        let axis = if i < ITEMS / 2 { 0 } else { 1 };
-        target[i * DIM + axis] = 1.0;
-        target[i * DIM + 2 + i % 5] = 0.05;
-        target[layout.bias_offset() + i] = if i < ITEMS / 2 { 0.0 } else { 0.1 } + 0.001 * i as f32;
-    }
-    let delta: Vec<f32> = target
-        .iter()
-        .zip(model.params())
-        .map(|(t, p)| t - p)
-        .collect();
-    model.apply_delta(&delta, 1.0).expect("delta");
-    model.set_version(version);
-    model
+    fixtures::two_taste_model(ITEMS, DIM, version).expect("model")
 }
 
 fn item(i: usize) -> String {
-    if i < ITEMS / 2 {
-        format!("a-{i}")
-    } else {
-        format!("b-{i}")
-    }
+    fixtures::two_taste_item(ITEMS, i)
 }
 
 fn give(fx: &Fixture, kind: ConsentEventKind) {

@@ -185,7 +185,8 @@ fn consent(device: &Device, action: &ConsentAction, json: bool) -> Result<(), St
     print(json, &decision, std::iter::once(line))
 }
 
-fn open_device(store: Store, dir: &Path) -> Result<Device, String> {
+/// The CLI's device: built-in purposes, the demo notice, the anchor file in `dir`.
+pub fn open_device(store: Store, dir: &Path) -> Result<Device, String> {
     let registry = PurposeRegistry::with_builtins();
     let notice = Notice::new(
         "covey-demo-notice",
@@ -220,7 +221,8 @@ fn open_device(store: Store, dir: &Path) -> Result<Device, String> {
     .map_err(|e| e.to_string())
 }
 
-fn print(
+/// Prints `value` as JSON, or `lines` as text.
+pub fn print(
     json: bool,
     value: &impl Serialize,
     lines: impl Iterator<Item = String>,
@@ -231,7 +233,7 @@ fn print(
         let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
         writeln!(out, "{text}")
     } else {
-        lines.map(|line| writeln!(out, "{line}")).collect()
+        lines.try_for_each(|line| writeln!(out, "{line}"))
     };
     // A closed pipe (`| head`) is an error to report, not a panic.
     written.map_err(|e| format!("cannot write the output: {e}"))

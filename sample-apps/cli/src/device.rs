@@ -64,6 +64,8 @@ enum DeviceCommand {
     Erase,
     #[command(flatten)]
     Consent(crate::consent_cmd::ConsentCommand),
+    #[command(flatten)]
+    Recommend(crate::recommend_cmd::RecommendCommand),
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +170,9 @@ fn execute(args: &DeviceArgs) -> Result<(), Failure> {
         DeviceCommand::Erase => erase(&store, args.json),
         DeviceCommand::Consent(c) => {
             crate::consent_cmd::run(store, &args.dir, c, args.json).map_err(Failure::from)
+        }
+        DeviceCommand::Recommend(c) => {
+            crate::recommend_cmd::run(store, &args.dir, c, args.json).map_err(Failure::from)
         }
     }
 }

@@ -11,6 +11,7 @@ mod device;
 mod eval;
 mod fleet;
 mod privacy;
+mod recommend_cmd;
 mod secagg;
 
 #[derive(Debug, Parser)]

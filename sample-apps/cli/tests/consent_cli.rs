@@ -1,30 +1,9 @@
 //! `covey device consent|prompts|receipts|audit|privacy-summary` end to end: the built binary
 //! against a real store directory.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-const VAR: &str = "COVEY_TEST_PASSPHRASE";
-
-fn covey(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_covey"))
-        .env(VAR, "correct horse battery staple")
-        .args(["device", "--dir"])
-        .arg(dir)
-        .args(["--passphrase-env", VAR])
-        .args(args)
-        .output()
-        .expect("run covey")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json output")
-}
+use common::{covey, json};
 
 #[test]
 fn consent_lifecycle_through_the_cli() {
