@@ -1,19 +1,17 @@
-//! Simulated time shared by the server and every device: real elapsed time (so stage
-//! deadlines mean what they say) plus one simulated day per round (so per-day caps and
-//! minimum separation between participations hold as they would in the field).
+//! Simulated time shared by the server and every device: the day after the members' last
+//! event, running at real speed from there (so stage deadlines mean what they say and no
+//! event lies in the devices' future).
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 /// One day in milliseconds.
 pub const DAY_MS: i64 = 86_400_000;
 
-/// `start + real time since creation + skipped days`.
+/// `start + real time since creation`.
 #[derive(Debug)]
 pub struct SimClock {
     start_ms: i64,
     origin: Instant,
-    skipped_ms: AtomicI64,
 }
 
 impl SimClock {
@@ -22,20 +20,12 @@ impl SimClock {
         SimClock {
             start_ms,
             origin: Instant::now(),
-            skipped_ms: AtomicI64::new(0),
         }
-    }
-
-    /// Jumps one day ahead (between rounds).
-    pub fn next_day(&self) {
-        self.skipped_ms.fetch_add(DAY_MS, Ordering::SeqCst);
     }
 
     fn now(&self) -> i64 {
         let real = i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.start_ms
-            .saturating_add(real)
-            .saturating_add(self.skipped_ms.load(Ordering::SeqCst))
+        self.start_ms.saturating_add(real)
     }
 }
 

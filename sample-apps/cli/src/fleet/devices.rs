@@ -16,7 +16,7 @@ use covey_sdk::notice::Notice;
 use covey_sdk::purpose::PurposeRegistry;
 use covey_sdk::record::RecordContext;
 use covey_sdk::{Device, DeviceConfig};
-use covey_store::{InMemoryKeyStore, LoyaltyEvent, Store, StoreConfig};
+use covey_store::{HistoryQuery, InMemoryKeyStore, LoyaltyEvent, Store, StoreConfig};
 
 use super::FleetError;
 use super::clock::SimClock;
@@ -29,6 +29,8 @@ const SURFACE: &str = "fleet-simulator";
 pub struct SimDevice {
     /// Whether the member granted federated-training consent.
     pub consented: bool,
+    /// Events the store yielded right after creation (what training could read).
+    pub readable_events: usize,
     dir: PathBuf,
     keystore: Arc<InMemoryKeyStore>,
     anchor: Arc<MemoryAnchorStore>,
@@ -78,14 +80,18 @@ impl Fleet {
         events: &[LoyaltyEvent],
         consent: bool,
     ) -> Result<SimDevice, FleetError> {
-        let device = SimDevice {
+        let mut device = SimDevice {
             consented: consent,
+            readable_events: 0,
             dir: dir.to_path_buf(),
             keystore: Arc::new(InMemoryKeyStore::new(covey_store::os_rng()?)),
             anchor: Arc::new(MemoryAnchorStore::default()),
         };
         let open = self.open(&device)?;
         open.store().record_events(events)?;
+        // The member looks at their history once (audit-logged as a member access): how
+        // much the store still yields under its retention.
+        device.readable_events = open.store().member_history(&HistoryQuery::default())?.len();
         let kind = if consent {
             ConsentEventKind::Given
         } else {

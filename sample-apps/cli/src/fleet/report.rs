@@ -117,6 +117,8 @@ pub struct RoundRow {
     pub available: usize,
     /// Devices the SDK itself declined (no consent, ...).
     pub ineligible: usize,
+    /// Why (distinct reasons with counts).
+    pub ineligible_reasons: Vec<String>,
     /// Devices that checked in.
     pub checked_in: u32,
     /// Devices selected into the cohort.

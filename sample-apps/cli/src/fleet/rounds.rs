@@ -35,8 +35,8 @@ const ROUND_PATIENCE: Duration = Duration::from_secs(600);
 pub enum Attempt {
     /// Its masked update was uploaded and the round went on.
     Completed(ParticipationOutcome),
-    /// The SDK refused before contacting the server (no consent, too few examples, ...).
-    Ineligible,
+    /// The SDK declined, naming why (no consent, too few examples, ...).
+    Ineligible(String),
     /// Checked in but the server picked others for the cohort.
     NotSelected,
     /// The simulated network failure hit it.
@@ -68,7 +68,6 @@ pub fn run_round(
     dropout: f64,
     rng: &mut impl RngCore,
 ) -> Result<RoundRun, FleetError> {
-    let round = wait_for_check_in(server, population)?;
     let http = HttpTransport::new(&format!("http://{}", server.addr));
     let plans: Vec<Option<&'static str>> = devices
         .iter()
@@ -77,11 +76,13 @@ pub fn run_round(
                 .then(|| DROPOUT_STAGES[(rng.next_u32() as usize) % DROPOUT_STAGES.len()])
         })
         .collect();
-    // Open every store first so that check-ins arrive together, within the window.
+    // Open every store first, then wait for the round: check-ins arrive together, early
+    // in the window.
     let opened: Vec<covey_sdk::Device> = devices
         .iter()
         .map(|d| fleet.open(d))
         .collect::<Result<_, _>>()?;
+    let round = wait_for_check_in(server, population)?;
     let started = Instant::now();
     let attempts = std::thread::scope(|scope| {
         let handles: Vec<_> = opened
@@ -133,7 +134,7 @@ fn attempt(
     match device.participate_with(&transport, &conditions, &CancelToken::new(), &POLLING) {
         Ok(outcome) => Attempt::Completed(outcome),
         Err(_) if transport.dropped() => Attempt::DroppedOut,
-        Err(covey_sdk::Error::NotEligible(_)) => Attempt::Ineligible,
+        Err(covey_sdk::Error::NotEligible(why)) => Attempt::Ineligible(why.to_string()),
         Err(covey_sdk::Error::NotSelected) => Attempt::NotSelected,
         Err(e) => Attempt::Failed(e.to_string()),
     }

@@ -40,6 +40,9 @@ pub struct PopulationSpec {
     pub dropout_tolerance: f64,
     /// Seconds check-in stays open.
     pub check_in_secs: u64,
+    /// Rounds of the run: the per-day cap, since the simulation runs every round within
+    /// minutes (in the field a population would allow one a day).
+    pub rounds: u32,
     /// Seconds each SecAgg+ stage stays open.
     pub stage_secs: u64,
     /// `fedadam` or `fedavg`.
@@ -73,7 +76,7 @@ impl PopulationSpec {
              dropout_tolerance = {}\nadversarial_fraction = 0.05\n\n\
              [deadlines]\ncheck_in = {}\nadvertise_keys = {s}\nshare_keys = {s}\n\
              masked_input = {s}\nconsistency_check = {s}\nunmask = {s}\n\n\
-             [eligibility]\nmin_examples = 1\nmin_separation_hours = 24\nmax_per_day = 1\n\n\
+             [eligibility]\nmin_examples = 1\nmin_separation_hours = 0\nmax_per_day = {}\n\n\
              [optimizer]\nkind = \"{}\"\nlearning_rate = {}\n",
             m.shape.dim,
             m.shape.feature_rows,
@@ -88,6 +91,7 @@ impl PopulationSpec {
             self.check_in_max,
             self.dropout_tolerance,
             self.check_in_secs,
+            self.rounds,
             self.optimizer,
             self.server_lr,
             s = self.stage_secs,
