@@ -150,9 +150,7 @@ impl Store {
             c.validate()?;
         }
         self.write(|tx| {
-            for e in &doc.events {
-                tx.insert(&EVENTS, &e.event.encode())?;
-            }
+            tx.insert_all(&EVENTS, doc.events.iter().map(|e| e.event.encode()))?;
             for p in &doc.participations {
                 tx.insert(&PARTICIPATIONS, &p.record.encode())?;
             }

@@ -212,6 +212,15 @@ impl Indexers {
     }
 }
 
+/// Counts one seal against the key's nonce budget, refusing once it is spent.
+fn count_seal(count: &mut u64, limit: u64) -> Result<()> {
+    if *count >= limit {
+        return Err(Error::KeyUsageExhausted { sealed: *count });
+    }
+    *count += 1;
+    Ok(())
+}
+
 /// A write transaction: seals values, allocates row ids, counts seals against the key's bound.
 pub(crate) struct WriteTx<'a> {
     tx: Transaction<'a>,
@@ -259,22 +268,6 @@ impl<'a> WriteTx<'a> {
         &self.tx
     }
 
-    /// Seals a value for `table` at `row_id`, counting it against the nonce budget.
-    pub(crate) fn seal(
-        &mut self,
-        table: &SealedTable,
-        row_id: i64,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>> {
-        if self.seal_count >= self.seal_limit {
-            return Err(Error::KeyUsageExhausted {
-                sealed: self.seal_count,
-            });
-        }
-        self.seal_count += 1;
-        self.cipher.seal(&table.at(row_id), plaintext, self.rng)
-    }
-
     /// The blind index of `value` in `table`.
     pub(crate) fn index(
         &mut self,
@@ -286,31 +279,53 @@ impl<'a> WriteTx<'a> {
 
     /// Seals and inserts a record under a fresh row id; returns the id.
     pub(crate) fn insert(&mut self, table: &SealedTable, plaintext: &[u8]) -> Result<i64> {
-        let id = self.next_row_id;
-        self.next_row_id = id.checked_add(1).ok_or(Error::Corrupted {
-            table: "store_meta",
-            row_id: None,
-            reason: "row id counter exhausted",
-        })?;
-        let sealed = self.seal(table, id, plaintext)?;
-        match table.index_input(id, plaintext)? {
-            Some(input) => {
-                let idx = self.index(table, &input)?;
-                let sql = format!(
-                    "INSERT INTO {} (id, {}, sealed) VALUES (?1, ?2, ?3)",
-                    table.name,
-                    table.index_column()?
-                );
-                self.tx
-                    .prepare_cached(&sql)?
-                    .execute(params![id, &idx[..], sealed])?;
+        let ids = self.insert_all(table, std::iter::once(plaintext))?;
+        ids.first()
+            .copied()
+            .ok_or(Error::Crypto("insert returned no id"))
+    }
+
+    /// Seals and inserts records under fresh row ids, in order; returns the ids. One
+    /// prepared statement serves the whole batch (a 100 000-event import looks it up once,
+    /// not per row).
+    pub(crate) fn insert_all<P: AsRef<[u8]>>(
+        &mut self,
+        table: &SealedTable,
+        plaintexts: impl IntoIterator<Item = P>,
+    ) -> Result<Vec<i64>> {
+        let sql = match table.blind_index {
+            Some(_) => format!(
+                "INSERT INTO {} (id, {}, sealed) VALUES (?1, ?2, ?3)",
+                table.name,
+                table.index_column()?
+            ),
+            None => format!("INSERT INTO {} (id, sealed) VALUES (?1, ?2)", table.name),
+        };
+        // Field-level borrows: the statement holds the transaction while rows are sealed.
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let mut ids = Vec::new();
+        for plaintext in plaintexts {
+            let plaintext = plaintext.as_ref();
+            let id = self.next_row_id;
+            self.next_row_id = id.checked_add(1).ok_or(Error::Corrupted {
+                table: "store_meta",
+                row_id: None,
+                reason: "row id counter exhausted",
+            })?;
+            count_seal(&mut self.seal_count, self.seal_limit)?;
+            let sealed = self.cipher.seal(&table.at(id), plaintext, self.rng)?;
+            match table.index_input(id, plaintext)? {
+                Some(input) => {
+                    let idx = self.indexers.index(self.cipher, table, &input)?;
+                    stmt.execute(params![id, &idx[..], sealed])?;
+                }
+                None => {
+                    stmt.execute(params![id, sealed])?;
+                }
             }
-            None => {
-                let sql = format!("INSERT INTO {} (id, sealed) VALUES (?1, ?2)", table.name);
-                self.tx.prepare_cached(&sql)?.execute(params![id, sealed])?;
-            }
+            ids.push(id);
         }
-        Ok(id)
+        Ok(ids)
     }
 
     /// Deletes the rows of `table` whose blind index matches `value`; returns how many.

@@ -26,10 +26,8 @@ impl Store {
             })?;
         }
         self.write(|tx| {
-            events
-                .iter()
-                .map(|e| tx.insert(&EVENTS, &e.encode()).map(EventId))
-                .collect()
+            let ids = tx.insert_all(&EVENTS, events.iter().map(LoyaltyEvent::encode))?;
+            Ok(ids.into_iter().map(EventId).collect())
         })
     }
 
