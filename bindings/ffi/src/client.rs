@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use covey_sdk::Device;
 use covey_sdk::audit::FileAnchorStore;
 use covey_sdk::consent::ConsentEventKind as SdkEventKind;
 use covey_sdk::receipt::{verify_receipt_inclusion, verify_receipt_json};
+use covey_sdk::{Device, HttpTransport};
 use covey_store::{Store, StoreConfig, SystemClock};
 
 use crate::config::ClientConfig;
@@ -13,7 +13,11 @@ use crate::consent::{ConsentPrompt, Decision, Purpose, PurposeStatus, Receipt};
 use crate::error::{CoveyError, Result, guard};
 use crate::events::LoyaltyEvent;
 use crate::keystore::{HostKeyStore, KeyStore};
+use crate::participate::{
+    CancelHandle, DeviceConditions, HostTransport, ParticipationOutcome, Registration, Transport,
+};
 use crate::privacy::{AuditReport, EraseReport, PrivacySummary};
+use crate::recommend::{Explanation, RecommendFilter, Recommendations};
 
 /// One member's Covey: the encrypted store, consent ledger, audit log, recommender and round
 /// participation. Thread-safe; open one per data directory and share it.
@@ -23,6 +27,7 @@ use crate::privacy::{AuditReport, EraseReport, PrivacySummary};
 #[derive(uniffi::Object)]
 pub struct CoveyClient {
     pub(crate) device: Device,
+    pub(crate) config: ClientConfig,
 }
 
 impl std::fmt::Debug for CoveyClient {
@@ -61,7 +66,7 @@ impl CoveyClient {
                 Arc::new(SystemClock),
                 rng,
             )?;
-            Ok(Arc::new(Self { device }))
+            Ok(Arc::new(Self { device, config }))
         })
     }
 
@@ -197,9 +202,103 @@ impl CoveyClient {
     pub fn verify_audit_log(&self) -> Result<AuditReport> {
         guard(|| Ok(AuditReport::from(&self.device.verify_audit_log()?)))
     }
+
+    /// Installs a global model (a `covey-server` model blob: the app bundles one or
+    /// downloads the latest) and returns its version. A malformed blob or one older than the
+    /// installed model fails with `InvalidInput` and changes nothing.
+    pub fn install_model(&self, model: Vec<u8>) -> Result<u64> {
+        guard(|| {
+            let model =
+                covey_model::GlobalModel::from_bytes(&model).map_err(covey_sdk::Error::from)?;
+            self.device.install_model(&model)?;
+            Ok(model.version())
+        })
+    }
+
+    /// Version of the installed global model, if any.
+    pub fn model_version(&self) -> Result<Option<u64>> {
+        guard(|| Ok(self.device.global_model()?.map(|m| m.version())))
+    }
+
+    /// The top `k` offers: personalized from the member's history (read on the device only)
+    /// when personalization consent is valid and the history suffices, otherwise the global
+    /// ranking, which reads no member data. The result says which, and why.
+    /// `ModelUnavailable` before a model is installed.
+    pub fn recommend(&self, k: u32) -> Result<Recommendations> {
+        self.recommend_filtered(k, RecommendFilter::default())
+    }
+
+    /// [`CoveyClient::recommend`] leaving out what `filter` names.
+    pub fn recommend_filtered(&self, k: u32, filter: RecommendFilter) -> Result<Recommendations> {
+        guard(|| Ok(self.device.recommend(k as usize, &filter.into())?.into()))
+    }
+
+    /// Why `item_id` is recommended ("Because you bought ..."), or that no personal data was
+    /// used. An item outside the catalog is `InvalidInput`.
+    pub fn explain(&self, item_id: String) -> Result<Explanation> {
+        guard(|| Ok(self.device.explain(&item_id)?.into()))
+    }
+
+    /// Registers with the configured population on the server behind `server_url` (once;
+    /// later calls answer from the store without a request).
+    pub fn join(&self) -> Result<Registration> {
+        guard(|| self.join_with(&self.http()?))
+    }
+
+    /// Takes part in the population's open round over the built-in HTTP client (registering
+    /// first if needed). Blocks until the round's stages are done (minutes at most); cancel
+    /// from another thread through `cancel`.
+    ///
+    /// Errors: `NotEligible` (conditions, consent, contribution bounds, no round open, not
+    /// selected), `ConsentRequired` when consent ended mid-round (the update is discarded),
+    /// `Network`, `Cancelled`.
+    pub fn participate(
+        &self,
+        conditions: DeviceConditions,
+        cancel: Arc<CancelHandle>,
+    ) -> Result<ParticipationOutcome> {
+        guard(|| self.participate_over(&self.http()?, conditions, &cancel))
+    }
+
+    /// [`CoveyClient::participate`] over the host's HTTP stack. The transport is held only
+    /// for this call.
+    pub fn participate_with_transport(
+        &self,
+        transport: Arc<dyn Transport>,
+        conditions: DeviceConditions,
+        cancel: Arc<CancelHandle>,
+    ) -> Result<ParticipationOutcome> {
+        guard(|| self.participate_over(&HostTransport(transport), conditions, &cancel))
+    }
 }
 
 impl CoveyClient {
+    fn http(&self) -> Result<HttpTransport> {
+        match self.config.server_url.as_deref() {
+            Some(url) if !url.trim().is_empty() => Ok(HttpTransport::new(url)),
+            _ => Err(CoveyError::InvalidInput(
+                "server_url must be configured for the built-in HTTP client".into(),
+            )),
+        }
+    }
+
+    fn join_with(&self, transport: &dyn covey_sdk::Transport) -> Result<Registration> {
+        Ok(self.device.join(transport, &self.config.population)?.into())
+    }
+
+    fn participate_over(
+        &self,
+        transport: &dyn covey_sdk::Transport,
+        conditions: DeviceConditions,
+        cancel: &CancelHandle,
+    ) -> Result<ParticipationOutcome> {
+        self.join_with(transport)?;
+        let outcome = self
+            .device
+            .participate(transport, &conditions.into(), cancel.token())?;
+        Ok(outcome.into())
+    }
+
     fn decide(
         &self,
         purpose: Purpose,

@@ -37,6 +37,10 @@ pub enum CoveyError {
     /// The server could not be reached or refused the request; retry later.
     #[error("network: {0}")]
     Network(String),
+    /// No global model is installed yet: install one (`install_model`) before asking for
+    /// recommendations.
+    #[error("model unavailable: {0}")]
+    ModelUnavailable(String),
     /// The work was cancelled through its `CancelHandle`.
     #[error("cancelled")]
     Cancelled,
@@ -63,10 +67,16 @@ impl From<covey_sdk::Error> for CoveyError {
             | E::StaleNotice { .. }
             | E::InvalidReceipt { .. }
             | E::UnknownRecord
-            | E::InvalidUpload => Self::InvalidInput(msg),
+            | E::InvalidUpload
+            | E::StaleModel { .. }
+            | E::Model(_) => Self::InvalidInput(msg),
             E::Corrupted { .. } | E::BadCheckpoint { .. } => Self::StorageCorrupted(msg),
             E::Store(store) => store.into(),
-            // Io (the audit anchor file) and whatever later SDK versions add.
+            E::NoModel => Self::ModelUnavailable(msg),
+            E::NotEligible(_) | E::NotSelected | E::NotRegistered => Self::NotEligible(msg),
+            E::Network(_) => Self::Network(msg),
+            E::Cancelled => Self::Cancelled,
+            // Io (the audit anchor file), Protocol, and whatever later SDK versions add.
             _ => Self::Internal(msg),
         }
     }

@@ -26,7 +26,9 @@ mod consent;
 mod error;
 mod events;
 mod keystore;
+mod participate;
 mod privacy;
+mod recommend;
 
 pub use client::CoveyClient;
 pub use config::{ANCHOR_FILE, ClientConfig};
@@ -37,6 +39,13 @@ pub use consent::{
 pub use error::{CoveyError, Result};
 pub use events::{Channel, EventKind, LoyaltyEvent};
 pub use keystore::{KeyStore, KeyStoreError};
+pub use participate::{
+    CancelHandle, DeviceConditions, HttpMethod, ParticipationOutcome, Registration, Transport,
+    TransportError, TransportRequest, TransportResponse,
+};
 pub use privacy::{
     AuditReport, DataCategory, EraseReport, PrivacySummary, PurposeSummary, StoredCategory,
+};
+pub use recommend::{
+    Contributor, Explanation, FallbackReason, RecommendFilter, Recommendation, Recommendations,
 };
