@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use covey_model::{Catalog, ItemInfo};
 use covey_sdk::audit::MemoryAnchorStore;
@@ -14,11 +14,15 @@ use covey_sdk::consent::{ConsentEventKind, Controller, PurposeId};
 use covey_sdk::notice::Notice;
 use covey_sdk::purpose::PurposeRegistry;
 use covey_sdk::record::RecordContext;
-use covey_sdk::{Device, DeviceConfig};
+use covey_sdk::{
+    CancelToken, Device, DeviceConditions, DeviceConfig, Error, HttpTransport, Ineligible,
+    ParticipationOptions, ParticipationOutcome, Transport,
+};
 use covey_server::clock::SystemClock;
 use covey_server::config::{PopulationConfig, catalog_csv};
 use covey_server::http::{HttpConfig, RateLimit};
 use covey_server::ops::{self, Running, ServeOptions};
+use covey_server::storage::RoundRecord;
 use covey_store::{
     Channel, EventKind, FakeClock, InMemoryKeyStore, LoyaltyEvent, Store, StoreConfig, StoreRng,
 };
@@ -134,6 +138,73 @@ pub fn start_server(runtime: &tokio::runtime::Runtime, data: &Path, seed: u64) -
         .expect("server starts")
 }
 
+/// Patient with a loaded machine, quick to poll.
+pub fn participation_options() -> ParticipationOptions {
+    ParticipationOptions {
+        patience: Duration::from_secs(40),
+        max_poll_interval: Duration::from_millis(40),
+    }
+}
+
+/// Participates, retrying while no round is open yet (the driver opens one on its tick).
+pub fn participate(
+    member: &Member,
+    transport: &dyn Transport,
+) -> covey_sdk::Result<ParticipationOutcome> {
+    let started = Instant::now();
+    loop {
+        let result = member.device.participate_with(
+            transport,
+            &DeviceConditions::ideal(),
+            &CancelToken::new(),
+            &participation_options(),
+        );
+        match result {
+            Err(Error::NotEligible(Ineligible::NoRoundOpen))
+                if started.elapsed() < Duration::from_secs(30) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Every member takes part in the same round over plain HTTP to `base`, each on its own
+/// thread; panics unless all of them complete their part.
+pub fn run_round(base: &str, members: &[Arc<Member>]) -> Vec<ParticipationOutcome> {
+    let handles: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let m = Arc::clone(m);
+            let t = HttpTransport::new(base);
+            std::thread::spawn(move || participate(&m, &t))
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .expect("participant thread")
+                .expect("participation")
+        })
+        .collect()
+}
+
+/// Waits (30 s at most) until the server has ended round `id`, and returns its record.
+pub fn wait_for_round_end(server: &Running, id: i64) -> RoundRecord {
+    let store = server.service.store();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = store.round(id).expect("storage").expect("round exists");
+        if !record.phase.is_active() {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "round never finished");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// One member's phone: a real encrypted store in its own directory and a device over it.
 #[derive(Debug)]
 pub struct Member {
@@ -191,6 +262,13 @@ impl Member {
     /// A member with `purchases` purchases of catalog items (drawn with `seed`), who has
     /// consented to federated training.
     pub fn new(seed: u64, catalog_items: usize, purchases: usize) -> Self {
+        let member = Self::undecided(seed, catalog_items, purchases);
+        member.decide(ConsentEventKind::Given);
+        member
+    }
+
+    /// Like [`Member::new`], but the member has decided nothing about any purpose yet.
+    pub fn undecided(seed: u64, catalog_items: usize, purchases: usize) -> Self {
         let dir = tempdir();
         let clock = Arc::new(FakeClock::new(T0));
         let keystore = Arc::new(InMemoryKeyStore::new(rng(seed ^ 0x5eed)));
@@ -222,9 +300,7 @@ impl Member {
             rng(seed ^ 0xde71ce),
         )
         .expect("device");
-        let member = Member { dir, device, clock };
-        member.decide(ConsentEventKind::Given);
-        member
+        Member { dir, device, clock }
     }
 
     /// Records a federated-training consent decision.

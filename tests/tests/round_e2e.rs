@@ -11,15 +11,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use covey_e2e::{Member, catalog, init_population, population_toml, start_server, tempdir};
+use covey_e2e::{
+    Member, catalog, init_population, participate, population_toml, run_round, start_server,
+    tempdir, wait_for_round_end,
+};
 use covey_model::GlobalModel;
 use covey_protocol::secagg::{ClientBody, ClientMessage};
 use covey_sdk::audit_entry::AuditEvent;
 use covey_sdk::consent::ConsentEventKind;
 use covey_sdk::{
-    CancelToken, DeviceConditions, Error, HttpMethod, HttpTransport, Ineligible,
-    ParticipationOptions, ParticipationOutcome, Transport, TransportError, TransportRequest,
-    TransportResponse,
+    Error, HttpMethod, HttpTransport, ParticipationOutcome, Transport, TransportError,
+    TransportRequest, TransportResponse,
 };
 use covey_server::storage::RoundPhase;
 use covey_store::ParticipationOutcome as Ended;
@@ -30,37 +32,6 @@ const ITEMS: usize = 300;
 const DIM: usize = 6;
 /// `ParamLayout::len()` of the test model: items × dim + biases + 16 feature rows × dim.
 const PARAMETERS: usize = ITEMS * DIM + ITEMS + 16 * DIM;
-
-fn options() -> ParticipationOptions {
-    ParticipationOptions {
-        patience: Duration::from_secs(40),
-        max_poll_interval: Duration::from_millis(40),
-    }
-}
-
-/// Participates, retrying while no round is open yet (the driver opens one on its tick).
-fn participate(
-    member: &Member,
-    transport: &dyn Transport,
-) -> covey_sdk::Result<ParticipationOutcome> {
-    let started = Instant::now();
-    loop {
-        let result = member.device.participate_with(
-            transport,
-            &DeviceConditions::ideal(),
-            &CancelToken::new(),
-            &options(),
-        );
-        match result {
-            Err(Error::NotEligible(Ineligible::NoRoundOpen))
-                if started.elapsed() < Duration::from_secs(30) =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
-}
 
 /// Stage names in the order a device sends them (unsigned sessions skip the consistency
 /// check).
@@ -424,31 +395,15 @@ fn a_server_restarted_mid_round_aborts_it_and_the_next_round_is_charged_once() {
     // Restart on the same data directory: the stalled round is aborted, a new one runs.
     let second = start_server(&runtime, &data, 32);
     let base = format!("http://{}", second.addr);
-    let handles: Vec<_> = members
-        .iter()
-        .map(|m| {
-            let m = Arc::clone(m);
-            let t = HttpTransport::new(&base);
-            std::thread::spawn(move || participate(&m, &t))
-        })
-        .collect();
-    let outcomes: Vec<ParticipationOutcome> = handles
-        .into_iter()
-        .map(|h| h.join().unwrap().unwrap())
-        .collect();
+    let outcomes = run_round(&base, &members);
     let round = outcomes[0].round;
     assert_ne!(round, stalled.id);
 
+    let new = wait_for_round_end(&second, round);
+    assert_eq!(new.phase, RoundPhase::Completed, "{:?}", new.reason);
     let store = second.service.store();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store.round(round).unwrap().unwrap().phase.is_active() {
-        assert!(Instant::now() < deadline, "round never finished");
-        std::thread::sleep(Duration::from_millis(25));
-    }
     let old = store.round(stalled.id).unwrap().unwrap();
     assert_eq!(old.phase, RoundPhase::Aborted);
-    let new = store.round(round).unwrap().unwrap();
-    assert_eq!(new.phase, RoundPhase::Completed, "{:?}", new.reason);
     let ledger = store.ledger("restart").unwrap();
     assert_eq!(ledger.len(), 1, "only the completed round is charged");
     assert_eq!(

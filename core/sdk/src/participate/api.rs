@@ -27,6 +27,12 @@ pub(crate) struct Plan {
 
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct PlanModel {
+    /// The population's newest model version (what [`Device::refresh_model`] installs).
+    ///
+    /// [`Device::refresh_model`]: crate::Device::refresh_model
+    pub(crate) latest_version: u64,
+    /// Hex SHA-256 of that version's blob.
+    pub(crate) latest_digest: String,
     pub(crate) parameters: usize,
     pub(crate) training: ModelConfig,
 }
@@ -77,6 +83,15 @@ struct ErrorBody {
 pub(crate) struct Polling {
     pub(crate) patience: Duration,
     pub(crate) max_interval: Duration,
+}
+
+impl From<&super::ParticipationOptions> for Polling {
+    fn from(options: &super::ParticipationOptions) -> Self {
+        Polling {
+            patience: options.patience,
+            max_interval: options.max_poll_interval,
+        }
+    }
 }
 
 /// One device's authenticated view of the server.

@@ -21,6 +21,7 @@
 
 mod api;
 mod eligibility;
+mod refresh;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,9 +44,10 @@ use zeroize::Zeroizing;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::transport::{Transport, TransportError};
-use api::{Plan, PlanRound, Polling, ServerApi};
+use api::{Plan, PlanRound, ServerApi};
 
 pub use eligibility::{DeviceConditions, Ineligible, MIN_BATTERY_PERCENT};
+pub use refresh::MODEL_REFRESH;
 
 /// Name of the server registration in the store's key material.
 pub const REGISTRATION_KEY_NAME: &str = "covey.server_registration";
@@ -285,11 +287,7 @@ impl Device {
             Err(e) => return Err(e),
         };
         let credentials = self.credentials()?.ok_or(Error::NotRegistered)?;
-        let polling = Polling {
-            patience: options.patience,
-            max_interval: options.max_poll_interval,
-        };
-        let mut api = ServerApi::new(transport, &credentials.token, polling, cancel);
+        let mut api = ServerApi::new(transport, &credentials.token, options.into(), cancel);
         let step = || check_step(&grant, cancel);
 
         step()?;
