@@ -95,7 +95,9 @@ class ConsoleApp(
         for (card in cards) {
             showCard(card)
             session.shown(card, "console_consent")
-            val accept = answers[card.purpose] ?: ask?.invoke("Allow \"${card.title}\"? [y/N] ")?.trim()?.lowercase()?.startsWith("y")
+            // Enter (or end of input) leaves the choice open rather than recording a refusal.
+            val accept = answers[card.purpose] ?: ask?.invoke("Allow \"${card.title}\"? [y/n, Enter: decide later] ")
+                ?.trim()?.lowercase()?.takeIf { it.isNotEmpty() }?.startsWith("y")
             if (accept == null) {
                 out.println("  (left undecided)")
                 continue

@@ -145,6 +145,26 @@ class ConsoleJourneyTest {
         }
 
     @Test
+    fun `interactive runs ask before recording a choice or deleting anything`() {
+        Clients.open(File(dir, "ivy"), InMemoryKeyStore()).use { client ->
+            val session = dev.covey.rewards.RewardsSession(client, Clients.NOTICE_VERSION)
+            val questions = mutableListOf<String>()
+            val answers = ArrayDeque(listOf("y", "n", "", "n"))
+            val out = ByteArrayOutputStream()
+            val app = ConsoleApp(session, PrintStream(out, true, "UTF-8"), ask = { q -> questions += q; answers.removeFirst() }, serverUrl = null)
+            assertTrue(app.run(sequenceOf("consent", "buy espresso", "erase")))
+            // Three purposes asked about: yes, no, and no answer at all (left undecided).
+            assertEquals(4, questions.size, questions.toString())
+            assertTrue(questions.last().startsWith("Delete everything"), questions.last())
+            assertTrue(out.toString("UTF-8").contains("(left undecided)"))
+            assertTrue(out.toString("UTF-8").contains("Nothing was deleted."))
+            assertEquals(1, client.receipts().count { it.event.name == "GIVEN" })
+            assertEquals(1, client.receipts().count { it.event.name == "REFUSED" })
+            assertEquals(1, client.promptsNeeded().size, "the unanswered purpose is asked again next time")
+        }
+    }
+
+    @Test
     fun `a wrong key file password opens nothing`() {
         runScript(null, "cy", "buy espresso").also { (code, out) -> assertEquals(0, code, out) }
         val (code, out) = runScript(null, "cy", "privacy", password = "wrong")
