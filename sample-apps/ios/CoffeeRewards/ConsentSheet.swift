@@ -21,7 +21,7 @@ struct ConsentSheet: View {
                 Section("In short") { Text(card.plainLanguage).font(.footnote) }
                 Section {
                     Button("Allow") { model.answer(card, accept: true) }
-                    Button("Not now") { model.answer(card, accept: false) }
+                    Button("Don't allow") { model.answer(card, accept: false) }
                 }
             }
             .navigationTitle(card.title)

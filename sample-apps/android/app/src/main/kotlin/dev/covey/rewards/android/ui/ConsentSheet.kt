@@ -18,7 +18,7 @@ import dev.covey.rewards.ConsentCard
 /**
  * The consent prompt for [card]. Shown by [RewardsScreen] whenever `promptsNeeded()` returns
  * something (first launch, changed terms, expired or expiring consent); it re-checks on every
- * resume. "Not now" is as prominent as "Allow" and nothing is pre-selected; the dialog cannot
+ * resume. "Don't allow" (a recorded refusal, not asked again) is as prominent as "Allow" and nothing is pre-selected; the dialog cannot
  * be dismissed without an answer.
  */
 @Composable
@@ -37,6 +37,6 @@ fun ConsentSheet(card: ConsentCard, onShown: () -> Unit, onAnswer: (Boolean) -> 
             }
         },
         confirmButton = { Button(onClick = { onAnswer(true) }) { Text("Allow") } },
-        dismissButton = { OutlinedButton(onClick = { onAnswer(false) }) { Text("Not now") } },
+        dismissButton = { OutlinedButton(onClick = { onAnswer(false) }) { Text("Don't allow") } },
     )
 }
