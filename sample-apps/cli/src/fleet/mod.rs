@@ -424,7 +424,10 @@ fn population_spec(
         feature_rows: model.shape.feature_rows,
     }
     .len();
-    let dropout_tolerance = (args.dropout * 2.0).clamp(0.1, 0.5);
+    // Provisioned well above the expected dropout rate: in a small cohort the number of
+    // dropouts varies a lot, and a round with more dropouts than SecAgg+ was sized for
+    // aborts (correctly) instead of completing.
+    let dropout_tolerance = (3.0 * args.dropout + 0.1).clamp(0.1, 0.6);
     let cohort_min = (cohort / 2).max(2);
     let (mechanism, clip, noise, budget, bits) = match args.epsilon {
         Some(epsilon) => {
