@@ -11,41 +11,42 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// Everything a `CoveyClient` call can fail with.
 ///
 /// Flat across the FFI: Kotlin and Swift see one exception/error type per variant carrying
-/// the message only.
+/// the message only. The variant says what to do; the message (the SDK's own, which already
+/// names the failure) says what happened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 #[uniffi(flat_error)]
 pub enum CoveyError {
     /// The purpose needs valid consent (never given, refused, withdrawn, expired, or given
     /// under older terms): show the consent prompt.
-    #[error("consent required: {0}")]
+    #[error("{0}")]
     ConsentRequired(String),
     /// The host key store could not unwrap the data key (locked device, key destroyed,
     /// wrong key, or the key store raised an error).
-    #[error("key unavailable: {0}")]
+    #[error("{0}")]
     KeyUnavailable(String),
     /// Stored data failed authentication or decoding, or the audit log was tampered with.
-    #[error("storage corrupted: {0}")]
+    #[error("{0}")]
     StorageCorrupted(String),
     /// An argument was rejected (bad event, unknown purpose, stale notice version, forged
     /// receipt...); nothing was written.
-    #[error("invalid input: {0}")]
+    #[error("{0}")]
     InvalidInput(String),
     /// The device may not take part in a round now (conditions, consent, contribution
     /// bounds, no open round).
-    #[error("not eligible: {0}")]
+    #[error("{0}")]
     NotEligible(String),
     /// The server could not be reached or refused the request; retry later.
-    #[error("network: {0}")]
+    #[error("{0}")]
     Network(String),
     /// No global model is installed yet: install one (`install_model`) before asking for
     /// recommendations.
-    #[error("model unavailable: {0}")]
+    #[error("{0}")]
     ModelUnavailable(String),
     /// The work was cancelled through its `CancelHandle`.
     #[error("cancelled")]
     Cancelled,
     /// An unexpected failure inside the library (I/O, SQLite, a caught panic).
-    #[error("internal error: {0}")]
+    #[error("{0}")]
     Internal(String),
 }
 
