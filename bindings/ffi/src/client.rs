@@ -245,8 +245,25 @@ impl CoveyClient {
         guard(|| self.join_with(&self.http()?))
     }
 
+    /// Downloads and installs the population's latest global model when it is newer than the
+    /// installed one (digest-checked against the server's plan); returns the new version, or
+    /// none when the installed model is current. Gated by federated-training consent (the
+    /// request identifies the device to the aggregation server): `ConsentRequired` without
+    /// it, nothing sent. Registers first if needed.
+    pub fn refresh_model(&self) -> Result<Option<u64>> {
+        guard(|| self.refresh_over(&self.http()?))
+    }
+
+    /// [`CoveyClient::refresh_model`] over the host's HTTP stack.
+    pub fn refresh_model_with_transport(
+        &self,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Option<u64>> {
+        guard(|| self.refresh_over(&HostTransport(transport)))
+    }
+
     /// Takes part in the population's open round over the built-in HTTP client (registering
-    /// first if needed). Blocks until the round's stages are done (minutes at most); cancel
+    /// first if needed, once conditions and consent allow it). Blocks until the round's stages are done (minutes at most); cancel
     /// from another thread through `cancel`.
     ///
     /// Errors: `NotEligible` (conditions, consent, contribution bounds, no round open, not
@@ -286,17 +303,40 @@ impl CoveyClient {
         Ok(self.device.join(transport, &self.config.population)?.into())
     }
 
+    /// Runs `work`, registering with the population first when the SDK says the device is
+    /// not registered. The SDK checks conditions and consent before it looks for a
+    /// registration, so nothing (not even the registration) is sent to a server the member
+    /// has not agreed to contribute to.
+    fn registered<T>(
+        &self,
+        transport: &dyn covey_sdk::Transport,
+        work: impl Fn() -> covey_sdk::Result<T>,
+    ) -> Result<T> {
+        match work() {
+            Err(covey_sdk::Error::NotRegistered) => {
+                self.join_with(transport)?;
+                Ok(work()?)
+            }
+            other => Ok(other?),
+        }
+    }
+
     fn participate_over(
         &self,
         transport: &dyn covey_sdk::Transport,
         conditions: DeviceConditions,
         cancel: &CancelHandle,
     ) -> Result<ParticipationOutcome> {
-        self.join_with(transport)?;
-        let outcome = self
-            .device
-            .participate(transport, &conditions.into(), cancel.token())?;
+        let conditions = conditions.into();
+        let outcome = self.registered(transport, || {
+            self.device
+                .participate(transport, &conditions, cancel.token())
+        })?;
         Ok(outcome.into())
+    }
+
+    fn refresh_over(&self, transport: &dyn covey_sdk::Transport) -> Result<Option<u64>> {
+        self.registered(transport, || self.device.refresh_model(transport))
     }
 
     fn decide(

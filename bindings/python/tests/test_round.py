@@ -57,6 +57,15 @@ class FailingTransport(covey.Transport):
         raise OSError("socket exploded")
 
 
+def until_published(refresh, seconds=30):
+    """Calls `refresh` until it installs a new model version, which it returns."""
+    deadline = time.monotonic() + seconds
+    while (version := refresh()) is None:
+        assert time.monotonic() < deadline, "no new model version was published"
+        time.sleep(0.2)
+    return version
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     s = Server(tmp_path_factory.mktemp("server"), POPULATION)
@@ -171,6 +180,23 @@ def test_three_members_complete_a_round(tmp_path, server):
         assert summary.cumulative_epsilon == pytest.approx(outcome.epsilon)
         assert summary.last_upload_ms is not None
         assert client.verify_audit_log().intact
+    # The server publishes model version 1 once it has aggregated the round; the members
+    # fetch it for their offers.
+    assert until_published(lambda: clients[0].refresh_model_with_transport(host_transport)) == 1
+    assert clients[1].refresh_model() == 1
+    assert clients[1].refresh_model() is None  # already current
+    assert clients[1].model_version() == 1
+    assert clients[1].recommend(3).items
+
+
+def test_refresh_model_needs_training_consent_and_sends_nothing_without_it(tmp_path, server):
+    client = member(tmp_path, "no-consent", server, ITEMS[:4])
+    transport = UrllibTransport(server.url)
+    with pytest.raises(covey.CoveyError.ConsentRequired):
+        client.refresh_model_with_transport(transport)
+    with pytest.raises(covey.CoveyError.NotEligible):
+        client.participate_with_transport(transport, IDEAL, covey.CancelHandle())
+    assert transport.requests == 0
 
 
 def test_cancel_stops_a_waiting_participation(tmp_path, server):
