@@ -95,6 +95,9 @@ pub struct FleetArgs {
     /// learns too slowly in ten rounds, 0.3 overshoots).
     #[arg(long, default_value_t = 0.2)]
     server_lr: f32,
+    /// FedAdam adaptivity τ (added to √v: larger values damp steps on rarely updated rows).
+    #[arg(long, default_value_t = 1e-3)]
+    server_tau: f32,
     /// Epochs of the centralized reference.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
@@ -482,6 +485,7 @@ fn population_spec(
             "fedadam"
         },
         server_lr: args.server_lr,
+        server_tau: args.server_tau,
     })
 }
 

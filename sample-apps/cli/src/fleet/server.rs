@@ -49,6 +49,8 @@ pub struct PopulationSpec {
     pub optimizer: &'static str,
     /// Server learning rate.
     pub server_lr: f32,
+    /// FedAdam τ.
+    pub server_tau: f32,
 }
 
 impl PopulationSpec {
@@ -77,7 +79,7 @@ impl PopulationSpec {
              [deadlines]\ncheck_in = {}\nadvertise_keys = {s}\nshare_keys = {s}\n\
              masked_input = {s}\nconsistency_check = {s}\nunmask = {s}\n\n\
              [eligibility]\nmin_examples = 1\nmin_separation_hours = 0\nmax_per_day = {}\n\n\
-             [optimizer]\nkind = \"{}\"\nlearning_rate = {}\n",
+             [optimizer]\nkind = \"{}\"\nlearning_rate = {}\ntau = {}\n",
             m.shape.dim,
             m.shape.feature_rows,
             self.mechanism,
@@ -94,6 +96,7 @@ impl PopulationSpec {
             self.rounds,
             self.optimizer,
             self.server_lr,
+            self.server_tau,
             s = self.stage_secs,
         )
     }
