@@ -123,15 +123,21 @@ fn attempt(
     population: &str,
     dropout: Option<&'static str>,
 ) -> Attempt {
-    // Registers on the device's first day; afterwards the stored registration is reused.
-    if let Err(e) = device.join(http, population) {
-        return Attempt::Failed(format!("registration: {e}"));
-    }
     let transport = DropoutTransport::new(http, dropout);
     // A simulated phone is always idle, charging and on Wi-Fi: whether it takes part is
     // decided by consent, the population's policy and the server's selection.
     let conditions = DeviceConditions::ideal();
-    match device.participate_with(&transport, &conditions, &CancelToken::new(), &POLLING) {
+    let cancel = CancelToken::new();
+    let mut result = device.participate_with(&transport, &conditions, &cancel, &POLLING);
+    // Registers on its first eligible day only: a device without consent never contacts
+    // the server (the SDK declines before needing a registration).
+    if matches!(result, Err(covey_sdk::Error::NotRegistered)) {
+        if let Err(e) = device.join(http, population) {
+            return Attempt::Failed(format!("registration: {e}"));
+        }
+        result = device.participate_with(&transport, &conditions, &cancel, &POLLING);
+    }
+    match result {
         Ok(outcome) => Attempt::Completed(outcome),
         Err(_) if transport.dropped() => Attempt::DroppedOut,
         Err(covey_sdk::Error::NotEligible(why)) => Attempt::Ineligible(why.to_string()),
