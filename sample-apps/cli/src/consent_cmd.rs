@@ -225,7 +225,7 @@ pub fn open_device(store: Store, dir: &Path) -> Result<Device, String> {
 pub fn print(
     json: bool,
     value: &impl Serialize,
-    lines: impl Iterator<Item = String>,
+    mut lines: impl Iterator<Item = String>,
 ) -> Result<(), String> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
