@@ -45,7 +45,10 @@ enum RoundScheduler {
                 return
             }
             do {
-                _ = try client.participateWithTransport(transport: URLSessionTransport(baseURL: url), conditions: conditions(), cancel: cancel)
+                let transport = URLSessionTransport(baseURL: url)
+                // Pick up the model earlier rounds published, then take part in this one.
+                _ = try? client.refreshModelWithTransport(transport: transport)
+                _ = try client.participateWithTransport(transport: transport, conditions: conditions(), cancel: cancel)
                 task.setTaskCompleted(success: true)
             } catch CoveyError.NotEligible(_) {
                 task.setTaskCompleted(success: true)   // not this time; the reason is in the error

@@ -84,13 +84,32 @@ class RoundTest {
             while (!server.roundsJson().contains("\"completed\"") && System.nanoTime() < deadline) Thread.sleep(200)
             val rounds = JSONArray(server.roundsJson().trim().let { if (it.startsWith("[")) it else "[$it]" })
             assertTrue(rounds.toString().contains("completed"), server.roundsJson())
-            // The published model is what the apps install next: version 1, over the same catalog.
-            assertEquals(1uL, members[0].installModel(server.exportModel()))
+            // The published model reaches the phones: version 1, downloaded over the Kotlin
+            // transport and digest-checked; asking again finds it current.
+            val transport = HttpUrlConnectionTransport(server.baseUrl)
+            assertEquals(1uL, members[0].refreshModelWithTransport(transport))
             assertEquals(1uL, members[0].modelVersion())
+            assertEquals(null, members[0].refreshModelWithTransport(transport))
         } finally {
             pool.shutdownNow()
             members.forEach { it.close() }
         }
+    }
+
+    @Test
+    fun `without training consent nothing is sent and the member is told why`() {
+        val sent = mutableListOf<String>()
+        val spy = object : Transport {
+            override fun send(request: TransportRequest): TransportResponse {
+                sent += request.path
+                return HttpUrlConnectionTransport(server.baseUrl).send(request)
+            }
+        }
+        member("no-consent", listOf("espresso", "croissant", "espresso"), training = false).use { client ->
+            val e = assertThrows<CoveyException.NotEligible> { CancelHandle().use { client.participateWithTransport(spy, plugged, it) } }
+            assertTrue(e.message.orEmpty().contains("consent"), e.message)
+        }
+        assertEquals(emptyList<String>(), sent)
     }
 
     @Test

@@ -65,6 +65,7 @@ class ConsoleApp(
         "buy" -> { buy(args); true }
         "offers" -> { offers(args.firstOrNull()?.toIntOrNull() ?: 3); true }
         "join-round" -> joinRound(args)
+        "refresh-model" -> { refreshModel(); true }
         "privacy" -> { privacy(); true }
         "receipts" -> { receipts(); true }
         "withdraw" -> { decide(args, allow = false); true }
@@ -154,6 +155,13 @@ class ConsoleApp(
         return result !is RoundResult.Failed
     }
 
+    /** Downloads the shop's newest model, when there is one (needs 'training' allowed). */
+    private fun refreshModel() {
+        val url = serverUrl ?: throw IllegalArgumentException("no server configured (start with --server URL)")
+        val installed = session.client.refreshModelWithTransport(HttpUrlConnectionTransport(url))
+        out.println(installed?.let { "Downloaded the shop's new model, version $it." } ?: "Your model is up to date.")
+    }
+
     private fun privacy() {
         val center = session.privacyCenter()
         out.println("Privacy center")
@@ -220,6 +228,7 @@ class ConsoleApp(
   buy ITEM [QUANTITY]           record a purchase
   offers [K]                    your offers, and why
   join-round [--on-battery]     help improve suggestions (needs 'training' allowed and --server)
+  refresh-model                 download the shop's newest model (needs 'training' allowed and --server)
   privacy                       the privacy center
   receipts                      signed receipts of your choices
   withdraw PURPOSE | allow PURPOSE

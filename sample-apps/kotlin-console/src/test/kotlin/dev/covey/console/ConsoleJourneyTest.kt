@@ -130,6 +130,19 @@ class ConsoleJourneyTest {
             val afterWithdrawal = out.substringAfter("> withdraw personalization")
             assertTrue(afterWithdrawal.contains("Popular today:"), afterWithdrawal)
             assertTrue(afterWithdrawal.contains("Personal offers are off, so your history was not used."), afterWithdrawal)
+
+            // Next launch: the round's model (version 1) is published; the app downloads it.
+            val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30)
+            while (!server.roundsJson().contains("completed") && System.nanoTime() < deadline) Thread.sleep(200)
+            val (code2, out2) = runScript(server, "eve", """
+                refresh-model
+                refresh-model
+                offers 2
+            """)
+            assertEquals(0, code2, out2)
+            assertTrue(out2.contains("Downloaded the shop's new model, version 1."), out2)
+            assertTrue(out2.contains("Your model is up to date."), out2)
+            assertTrue(out2.contains("Popular today:"), out2)
         }
     }
 

@@ -32,7 +32,11 @@ class RoundWorker(context: Context, params: WorkerParameters) : CoroutineWorker(
         CancelHandle().use { cancel ->
             val stop = coroutineContext.job.invokeOnCompletion { cause -> if (cause != null) cancel.cancel() }
             try {
-                val result = Rounds.join(client, OkHttpTransport(BuildConfigValues.SERVER_URL), DeviceState.read(applicationContext), cancel)
+                val transport = OkHttpTransport(BuildConfigValues.SERVER_URL)
+                // Pick up the model earlier rounds published (offers improve even when this
+                // phone is not picked); refused without training consent, like the round.
+                runCatching { client.refreshModelWithTransport(transport) }
+                val result = Rounds.join(client, transport, DeviceState.read(applicationContext), cancel)
                 when (result) {
                     is RoundResult.Joined, is RoundResult.NotNow -> Result.success()
                     // Network trouble or an OS stop: try again with WorkManager's back-off.
