@@ -283,9 +283,15 @@ fn a_grant_for_one_purpose_cannot_read_categories_it_does_not_declare() {
     let fx = Fixture::new();
     fx.decide(&PurposeId::analytics(), ConsentEventKind::Given);
     let analytics = fx.device().grant::<Analytics>("metrics").expect("given");
+    let personal = fx.consented_grant::<Personalization>("recommender");
     fx.store
-        .put_blob("personalization/user_state", b"vector")
+        .put_derived_blob(&personal, "personalization/user_state", b"vector")
         .expect("blob");
+    // Without a grant, derived state cannot be written at all.
+    assert!(matches!(
+        fx.store.put_blob("personalization/other", b"vector"),
+        Err(covey_store::Error::Consent(_))
+    ));
     // Analytics reads history categories only, never the personal model.
     assert!(matches!(
         fx.store

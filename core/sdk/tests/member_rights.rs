@@ -70,13 +70,13 @@ fn withdrawing_personalization_erases_its_derived_state_without_a_trace() {
         .expect("give");
     let mut state = CANARY.repeat(40);
     state.extend_from_slice(b"tail");
+    let grant = d.grant::<Personalization>("recommender").expect("grant");
     fx.store
-        .put_blob("personalization/user_state", &state)
+        .put_derived_blob(&grant, "personalization/user_state", &state)
         .expect("personal state");
     fx.store
         .put_blob("global_model", b"shared item table")
         .expect("global");
-    let grant = d.grant::<Personalization>("recommender").expect("grant");
     assert_eq!(
         fx.store
             .derived_blob(&grant, "personalization/user_state")

@@ -142,7 +142,7 @@ fn withdrawing_training_discards_the_pending_update() {
     let purpose = PurposeId::federated_training();
     let grant = fx.consented_grant::<FederatedTraining>("uploader");
     fx.store
-        .put_blob("federated_training/pending_update", &[7u8; 4096])
+        .put_derived_blob(&grant, "federated_training/pending_update", &[7u8; 4096])
         .expect("pending update");
     let decision = fx.decide(&purpose, ConsentEventKind::Withdrawn);
     assert_eq!(decision.erased_items, 1);

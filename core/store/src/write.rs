@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::event::{EventId, LoyaltyEvent};
-use crate::grant::PurposeGrant;
+use crate::grant::{GrantError, PurposeGrant};
 use crate::records::{MAX_BLOB_LEN, ParticipationRecord, check_name, encode_named_blob};
 use crate::sealed::{EVENTS, MODEL_BLOBS, PARTICIPATIONS};
 use crate::store::Store;
@@ -39,9 +39,15 @@ impl Store {
             .ok_or(Error::Crypto("insert returned no id"))
     }
 
-    /// Stores (or replaces) the model state blob `name`, e.g. `"global_model"` or
-    /// `"local_state"`. At most [`MAX_BLOB_LEN`] bytes.
+    /// Stores (or replaces) the model state blob `name`, e.g. `"global_model"`. At most
+    /// [`MAX_BLOB_LEN`] bytes. Names `"<purpose>/..."` are derived member state and are
+    /// refused with [`Error::Consent`]: write them with [`Store::put_derived_blob`].
     pub fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        // Derived member state may only come into being under a valid grant for its purpose
+        // (`put_derived_blob`); otherwise state could be written after a withdrawal.
+        if let Some(purpose) = self.derived_state_purpose(name) {
+            return Err(GrantError::ConsentRequired(purpose).into());
+        }
         check_blob(name, bytes)?;
         let record = zeroize::Zeroizing::new(encode_named_blob(name, bytes));
         self.write(|tx| tx.replace_named(&MODEL_BLOBS, name, &record).map(drop))
