@@ -197,18 +197,21 @@ fn run(cli: Cli) -> covey_server::Result<()> {
                     .map(|p| {
                         format!(
                             "{}: {} devices, model v{}, ε {:.4} of {}, {} rounds completed, \
-                             active round {}, driver {}\n",
+                             active round {}, driver {}{}\n",
                             p.name,
                             p.devices,
                             p.model_version.map_or("-".into(), |v| v.to_string()),
                             p.epsilon_spent,
-                            p.epsilon_budget,
+                            p.epsilon_budget.map_or("?".into(), |b| b.to_string()),
                             p.rounds_completed,
                             p.active_round
                                 .map_or("none".into(), |(id, phase)| format!("{id} ({phase})")),
                             p.driver
                                 .as_ref()
                                 .map_or("none", |(owner, _)| owner.as_str()),
+                            p.config_error
+                                .as_ref()
+                                .map_or(String::new(), |e| format!(" (config unreadable: {e})")),
                         )
                     })
                     .collect()

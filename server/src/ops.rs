@@ -187,8 +187,11 @@ pub struct PopulationStatus {
     pub model_version: Option<u64>,
     /// ε spent / budget.
     pub epsilon_spent: f64,
-    /// Lifetime budget.
-    pub epsilon_budget: f64,
+    /// Lifetime budget (`None` when the stored config cannot be read).
+    pub epsilon_budget: Option<f64>,
+    /// Why the stored config cannot be read (e.g. written by an incompatible version); the
+    /// other figures come from storage and are still shown.
+    pub config_error: Option<String>,
     /// Completed rounds.
     pub rounds_completed: usize,
     /// The active round: `(id, phase)`.
@@ -203,8 +206,9 @@ pub fn status(store: &dyn Storage) -> Result<Vec<PopulationStatus>> {
         .populations()?
         .into_iter()
         .map(|p| {
-            let catalog = parse_catalog(p.catalog.as_bytes())?;
-            let config = PopulationConfig::from_toml(&p.config_toml, catalog)?;
+            // One unreadable population must not hide the state of the others.
+            let config = parse_catalog(p.catalog.as_bytes())
+                .and_then(|catalog| PopulationConfig::from_toml(&p.config_toml, catalog));
             let active = store
                 .rounds(&p.name, 1)?
                 .into_iter()
@@ -213,7 +217,8 @@ pub fn status(store: &dyn Storage) -> Result<Vec<PopulationStatus>> {
                 devices: store.device_count(&p.name)?,
                 model_version: store.latest_model(&p.name)?.map(|m| m.version),
                 epsilon_spent: store.epsilon_spent(&p.name)?,
-                epsilon_budget: config.privacy().epsilon_budget,
+                epsilon_budget: config.as_ref().ok().map(|c| c.privacy().epsilon_budget),
+                config_error: config.err().map(|e| e.to_string()),
                 rounds_completed: store.ledger(&p.name)?.len(),
                 active_round: active.map(|r| (r.id, r.phase.name())),
                 driver: store
@@ -357,4 +362,29 @@ pub fn export_model(
         bytes: model.params.len(),
         sha256: hex::encode(model.digest),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{PopulationRecord, SqliteStorage};
+
+    #[test]
+    fn status_reports_an_unreadable_population_and_still_lists_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStorage::open(&dir.path().join("server.db")).expect("open");
+        store
+            .create_population(&PopulationRecord {
+                name: "legacy".into(),
+                config_toml: "[model]\nitems = 2000\n".into(),
+                catalog: String::new(),
+                created_at: 0,
+            })
+            .expect("create");
+        let report = status(&store).expect("status answers");
+        assert_eq!(report.len(), 1);
+        assert_eq!(report[0].name, "legacy");
+        assert_eq!(report[0].epsilon_budget, None);
+        assert!(report[0].config_error.is_some());
+    }
 }
