@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::device::{Behaviour, Device, Http};
+use common::device::{Behaviour, Device, Http, run_cohort};
 use covey_protocol::secagg::Stage;
 use covey_server::storage::{RoundPhase, Storage};
 
@@ -102,53 +102,27 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 /// Devices join the open round and stop once the key directory arrived, leaving the round
 /// in share_keys. Returns the round id.
 fn stall_a_round(devices: &[Device]) -> i64 {
-    let joined: Vec<(i64, u32)> = devices.iter().map(Device::check_in).collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(joined.clone())
-        .map(|(d, (round, member))| {
-            let d = d.clone();
-            std::thread::spawn(move || {
-                d.participate(
-                    round,
-                    member,
-                    &[0.01; common::SMALL_PARAMETERS],
-                    Behaviour::DropBefore(Stage::ShareKeys),
-                    1,
-                )
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), [Stage::AdvertiseKeys]);
+    let cohort = run_cohort(devices, |_| {
+        (
+            vec![0.01; common::SMALL_PARAMETERS],
+            Behaviour::DropBefore(Stage::ShareKeys),
+        )
+    });
+    for stages in cohort.sent {
+        assert_eq!(stages, [Stage::AdvertiseKeys]);
     }
-    joined[0].0
+    cohort.round
 }
 
 /// Devices join the open round and complete it. Returns the round id.
 fn complete_a_round(devices: &[Device]) -> i64 {
-    let joined: Vec<(i64, u32)> = devices.iter().map(Device::check_in).collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(joined.clone())
-        .enumerate()
-        .map(|(i, (d, (round, member)))| {
-            let d = d.clone();
-            std::thread::spawn(move || {
-                d.participate(
-                    round,
-                    member,
-                    &[0.03; common::SMALL_PARAMETERS],
-                    Behaviour::Complete,
-                    i as u64,
-                )
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap().last(), Some(&Stage::Unmask));
+    let cohort = run_cohort(devices, |_| {
+        (vec![0.03; common::SMALL_PARAMETERS], Behaviour::Complete)
+    });
+    for stages in cohort.sent {
+        assert_eq!(stages.last(), Some(&Stage::Unmask));
     }
-    joined[0].0
+    cohort.round
 }
 
 fn check_after_crashes(store: &dyn Storage, population: &str, stalled: i64, completed: i64) {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::device::{Behaviour, Device, Http};
+use common::device::{Behaviour, Device, Http, run_cohort};
 use common::{TestServer, http_config};
 use covey_model::GlobalModel;
 use covey_protocol::secagg::Stage;
@@ -28,30 +28,20 @@ fn a_round_with_a_dropout_publishes_base_plus_mean_update_and_charges_the_ledger
     let server = TestServer::start("round", http_config(), true);
     let http = Http::new(&server.base);
     let devices: Vec<Device> = (0..5).map(|_| Device::register(&http, "round")).collect();
-    let joined: Vec<(i64, u32)> = devices.iter().map(Device::check_in).collect();
-    let round = joined[0].0;
-    assert!(joined.iter().all(|(r, _)| *r == round));
-
     // Member i uploads 0.02·(i+1) in every coordinate; the last one vanishes before its
     // masked input, so the sum holds members 0..4 and their mean is 0.05.
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(&joined)
-        .enumerate()
-        .map(|(i, (device, &(round, member)))| {
-            let device = device.clone();
-            let behaviour = if i == 4 {
-                Behaviour::DropBefore(Stage::MaskedInput)
-            } else {
-                Behaviour::Complete
-            };
-            let delta = vec![0.02 * (i as f32 + 1.0); common::SMALL_PARAMETERS];
-            std::thread::spawn(move || {
-                device.participate(round, member, &delta, behaviour, i as u64)
-            })
-        })
-        .collect();
-    let sent: Vec<Vec<Stage>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let cohort = run_cohort(&devices, |i| {
+        let behaviour = if i == 4 {
+            Behaviour::DropBefore(Stage::MaskedInput)
+        } else {
+            Behaviour::Complete
+        };
+        (
+            vec![0.02 * (i as f32 + 1.0); common::SMALL_PARAMETERS],
+            behaviour,
+        )
+    });
+    let (round, sent) = (cohort.round, &cohort.sent);
     assert_eq!(sent[4], [Stage::AdvertiseKeys, Stage::ShareKeys]);
     assert_eq!(sent[0].last(), Some(&Stage::Unmask));
 
@@ -76,7 +66,7 @@ fn a_round_with_a_dropout_publishes_base_plus_mean_update_and_charges_the_ledger
     let store = server.service().store();
     let record = store.round(round).unwrap().unwrap();
     assert_eq!(record.phase, RoundPhase::Completed);
-    let member_of_dropout = joined[4].1;
+    let member_of_dropout = cohort.members[4];
     assert_eq!(record.survivors.len(), 4);
     assert!(!record.survivors.contains(&member_of_dropout));
     let ledger = store.ledger("round").unwrap();
@@ -140,24 +130,9 @@ fn a_round_that_would_exceed_the_budget_is_refused() {
     );
     let http = Http::new(&server.base);
     let devices: Vec<Device> = (0..3).map(|_| Device::register(&http, "budget")).collect();
-    let joined: Vec<(i64, u32)> = devices.iter().map(Device::check_in).collect();
-    let handles: Vec<_> = devices
-        .iter()
-        .zip(joined)
-        .map(|(d, (round, member))| {
-            let d = d.clone();
-            std::thread::spawn(move || {
-                d.participate(
-                    round,
-                    member,
-                    &[0.01; common::SMALL_PARAMETERS],
-                    Behaviour::Complete,
-                    3,
-                )
-            })
-        })
-        .collect();
-    handles.into_iter().for_each(|h| drop(h.join().unwrap()));
+    run_cohort(&devices, |_| {
+        (vec![0.01; common::SMALL_PARAMETERS], Behaviour::Complete)
+    });
     wait_for_version(&devices[0], 1);
 
     // The driver ticks every 20 ms; give it many chances to (wrongly) open a round.

@@ -248,6 +248,45 @@ impl Device {
 }
 
 /// A stage's name in URLs (the server's own naming).
+/// Checks every device in to the open round (all must land in the same one), then runs them
+/// at once: device `i` uploads `upload(i).0` and behaves as `upload(i).1`, with seed `i`.
+pub fn run_cohort(
+    devices: &[Device],
+    upload: impl Fn(usize) -> (Vec<f32>, Behaviour) + Sync,
+) -> Cohort {
+    let joined: Vec<(i64, u32)> = devices.iter().map(Device::check_in).collect();
+    let round = joined[0].0;
+    assert!(joined.iter().all(|(r, _)| *r == round), "one round for all");
+    let sent = std::thread::scope(|scope| {
+        let handles: Vec<_> = devices
+            .iter()
+            .zip(&joined)
+            .enumerate()
+            .map(|(i, (device, &(round, member)))| {
+                let (delta, behaviour) = upload(i);
+                scope.spawn(move || device.participate(round, member, &delta, behaviour, i as u64))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    Cohort {
+        round,
+        members: joined.into_iter().map(|(_, m)| m).collect(),
+        sent,
+    }
+}
+
+/// What [`run_cohort`] saw.
+#[derive(Debug)]
+pub struct Cohort {
+    /// The round every device joined.
+    pub round: i64,
+    /// Per device: its member id in the round.
+    pub members: Vec<u32>,
+    /// Per device: the stages it sent.
+    pub sent: Vec<Vec<Stage>>,
+}
+
 pub fn stage_name(stage: Stage) -> &'static str {
     covey_server::storage::RoundPhase::Stage(stage).name()
 }
