@@ -13,6 +13,24 @@ pub struct InvalidParameter {
     pub expected: &'static str,
 }
 
+/// Implements `From<InvalidParameter>` for a module error whose `InvalidParameter` variant has
+/// the same three fields, so `?` on [`check_range`] works in every module that checks
+/// parameters while each module keeps its own public variant.
+macro_rules! impl_from_invalid_parameter {
+    ($error:ty) => {
+        impl From<$crate::param::InvalidParameter> for $error {
+            fn from(p: $crate::param::InvalidParameter) -> Self {
+                Self::InvalidParameter {
+                    name: p.name,
+                    value: p.value,
+                    expected: p.expected,
+                }
+            }
+        }
+    };
+}
+pub(crate) use impl_from_invalid_parameter;
+
 /// Rejects a value that is not finite or not inside `[lo, hi]`.
 pub(crate) fn check_range(
     name: &'static str,

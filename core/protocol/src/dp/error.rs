@@ -113,12 +113,4 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 pub(crate) use crate::param::{check_positive, check_range};
 
-impl From<crate::param::InvalidParameter> for Error {
-    fn from(p: crate::param::InvalidParameter) -> Self {
-        Error::InvalidParameter {
-            name: p.name,
-            value: p.value,
-            expected: p.expected,
-        }
-    }
-}
+crate::param::impl_from_invalid_parameter!(Error);
