@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use covey_model::{
-    Dataset, EvalConfig, EvalReport, Split, SyntheticConfig, generate_population, run_evaluation,
+    Dataset, EvalConfig, EvalReport, ModelConfig, Split, SyntheticConfig, generate_population,
+    run_evaluation,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -39,6 +40,13 @@ pub struct EvalArgs {
     /// Centralized training epochs.
     #[arg(long, default_value_t = 15)]
     epochs: usize,
+    /// Members whose updates are summed before each centralized step.
+    #[arg(long, default_value_t = EvalConfig::default().batch_members)]
+    batch_members: usize,
+    /// Training settings: a JSON object of `covey_model::ModelConfig` fields (missing ones
+    /// keep their defaults; `--dim` sets the shape), e.g. `{"unobserved_weight": 0.1}`.
+    #[arg(long)]
+    training: Option<PathBuf>,
     /// Seed of every random choice (data generation, initialisation, sampling).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -69,10 +77,17 @@ pub fn run(args: EvalArgs) -> ExitCode {
 
 fn evaluate(args: &EvalArgs) -> Result<EvalReport, Box<dyn std::error::Error>> {
     let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
+    let model = match &args.training {
+        Some(path) => {
+            serde_json::from_reader(open(path)?).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => ModelConfig::default(),
+    };
     let mut config = EvalConfig {
+        model,
         epochs: args.epochs,
+        batch_members: args.batch_members,
         exclude_train_items: !args.include_train_items,
-        ..EvalConfig::default()
     };
     config.model.shape.dim = args.dim;
     let dataset = match &args.interactions {
