@@ -10,6 +10,10 @@
 //!   given fraction dropped after sharing keys (the costly case: their pairwise masks must
 //!   be rebuilt).
 //! - `secagg_server/keystream_floor/...`: the raw keystream for the same masks, on all cores.
+//! - `secagg_round/{unsigned,signed}/n{n}_k{k}_m{m}`: a whole in-process session (every
+//!   client and the server, no dropouts) with the same graph, unsigned and signed (Ed25519
+//!   on every message, the consistency check, survivor signatures verified): the price of
+//!   the malicious-server hardening, with the unsigned session as the baseline.
 //! - After criterion, a ratio table: ours vs the floor and vs Flower's SecAgg+ client
 //!   (`benches/peers/flower_secaggplus.py`, run with `$COVEY_FLOWER_PYTHON` or `python3`
 //!   when it can import flwr).
@@ -300,5 +304,50 @@ fn ratio_table(_: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_client, bench_server, ratio_table);
+fn bench_round(c: &mut Criterion) {
+    use covey_protocol::secagg::simulation::{SimulationConfig, simulate};
+    let (n, k, m) = match scale() {
+        Scale::Test => (10, 4, 100),
+        Scale::Quick | Scale::Full => (100, 32, 10_000),
+    };
+    let mut group = c.benchmark_group("secagg_round");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for signed in [false, true] {
+        let config = SimulationConfig {
+            members: n,
+            dimension: m,
+            bits: 20,
+            degree: Some(k),
+            threat: ThreatModel {
+                adversarial_fraction: 0.05,
+                dropout_fraction: 0.1,
+                adversary: AdversaryClass::SemiHonest,
+            },
+            dropouts: Vec::new(),
+            signed,
+        };
+        let name = if signed { "signed" } else { "unsigned" };
+        group.bench_function(format!("{name}/n{n}_k{k}_m{m}"), |b| {
+            let mut rng = ChaCha20Rng::seed_from_u64(17);
+            let start = std::time::Instant::now();
+            b.iter(|| {
+                let report = simulate(&config, &mut rng, &mut || start.elapsed()).unwrap();
+                assert!(report.sum_correct);
+                black_box(report)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_client,
+    bench_server,
+    bench_round,
+    ratio_table
+);
 criterion_main!(benches);

@@ -583,9 +583,6 @@ fn validate_secagg(s: &SecAggConfig) -> Result<()> {
             )
         },
     )?;
-    check(!s.signed, "secagg.signed", || {
-        "is not supported yet: device registration does not collect identity keys".into()
-    })?;
     check_fraction(s.dropout_tolerance, "secagg.dropout_tolerance")?;
     check_fraction(s.adversarial_fraction, "secagg.adversarial_fraction")?;
     check(

@@ -240,7 +240,7 @@ impl Driver {
         }
         let selected = self.select_cohort(&members, config.secagg().cohort_max)?;
         let roster: Vec<MemberId> = selected.iter().copied().map(MemberId).collect();
-        let started = self.start_session(config, &roster);
+        let started = self.start_session(config, round.id, &roster);
         let (server, plan, record) = match started {
             Ok(s) => s,
             Err(e) => return self.abort(round, &format!("could not start the session: {e}")),
@@ -313,6 +313,7 @@ impl Driver {
     fn start_session(
         &self,
         config: &PopulationConfig,
+        round: RoundId,
         roster: &[MemberId],
     ) -> Result<(secagg::Server, DpPlan, SessionRecord)> {
         let plan = self.plan_for(config, roster.len())?;
@@ -326,7 +327,7 @@ impl Driver {
             degree: graph.degree,
             threshold: graph.threshold,
             roster: roster.to_vec(),
-            signing_keys: None,
+            signing_keys: self.service.cohort_signing_keys(config, round, roster)?,
         };
         let record = SessionRecord {
             secagg: params.encode(),

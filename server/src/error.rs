@@ -82,6 +82,13 @@ pub enum Error {
     /// The device may not do this (e.g. it is not a member of the round).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The population runs signed SecAgg+ sessions and the device registered no signing
+    /// key (registration without one is refused, and so is check-in).
+    #[error(
+        "signing key required: this population runs signed SecAgg+ sessions; register the \
+         device with an Ed25519 signing key (covey-sdk's Device::join does)"
+    )]
+    SigningKeyRequired,
     /// A request body or parameter is malformed.
     #[error("bad request: {0}")]
     BadRequest(String),

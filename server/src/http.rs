@@ -4,7 +4,7 @@
 //!
 //! | method & path | body → response |
 //! |---|---|
-//! | `POST /v1/populations/{name}/devices` | – → `201 {"device_id", "token"}` (unauthenticated) |
+//! | `POST /v1/populations/{name}/devices` | empty or `RegistrationRequest` JSON (signing key + proof) → `201 {"device_id", "token", "signed_sessions"}` (unauthenticated; `403 signing_key_required` without a key in a signed population) |
 //! | `GET /v1/plan` | – → `200` [`Plan`] JSON |
 //! | `GET /v1/models/{version\|latest}` | – → `200` model blob (`application/octet-stream`, ETag) |
 //! | `POST /v1/rounds/{id}/check-in` | – → `200 {"member_id"}` |
@@ -99,6 +99,7 @@ impl From<Error> for ApiError {
         let (status, code) = match &e {
             Error::Unauthenticated(_) => (S::UNAUTHORIZED, "unauthenticated"),
             Error::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+            Error::SigningKeyRequired => (S::FORBIDDEN, "signing_key_required"),
             Error::BadRequest(_) | Error::SecAgg(_) => (S::BAD_REQUEST, "bad_request"),
             Error::ConfigInvalid { .. } | Error::ConfigSyntax(_) => (S::BAD_REQUEST, "bad_config"),
             Error::NotFound(_) => (S::NOT_FOUND, "not_found"),
@@ -294,15 +295,18 @@ fn not_ready() -> Response {
 async fn register(
     State(state): State<AppState>,
     Path(population): Path<String>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     state.limit(&format!("register:{population}"))?;
+    let body = body.map_err(body_error)?;
     let service = Arc::clone(&state.service);
-    let registration = blocking(move || service.register(&population)).await?;
+    let registration = blocking(move || service.register(&population, &body)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
             "device_id": registration.device_id,
             "token": registration.token.as_str(),
+            "signed_sessions": registration.signed_sessions,
         })),
     )
         .into_response())

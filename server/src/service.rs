@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use covey_model::{GlobalModel, ModelConfig};
+use covey_protocol::secagg::crypto::{SIGNATURE_BYTES, registration_message, verify};
 use covey_protocol::secagg::{ClientMessage, MemberId, SessionParams, Stage};
 use rand_core::{CryptoRng, RngCore};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::{
@@ -88,6 +89,51 @@ pub struct Registration {
     pub device_id: String,
     /// The bearer token.
     pub token: BearerToken,
+    /// Whether the population runs signed SecAgg+ sessions (the device should then refuse
+    /// unsigned ones: a server that stops signing is downgrading it).
+    pub signed_sessions: bool,
+}
+
+/// Format version of [`RegistrationRequest`].
+pub const REGISTRATION_REQUEST_VERSION: u8 = 1;
+
+/// The JSON body of `POST /v1/populations/{name}/devices`. An empty body registers a device
+/// without a signing key, which only unsigned populations accept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationRequest {
+    /// [`REGISTRATION_REQUEST_VERSION`].
+    pub version: u8,
+    /// Hex Ed25519 public key the device signs SecAgg+ messages with in this population.
+    pub signing_key: String,
+    /// Hex Ed25519 signature by that key over
+    /// [`registration_message`]`(population, key)`: proof that the device holds it, so
+    /// nobody can register (and so block) a key that is not theirs.
+    pub key_proof: String,
+}
+
+impl RegistrationRequest {
+    /// Parses a registration body and checks the key proof; `None` for an empty body.
+    pub fn verified_key(population: &str, body: &[u8]) -> Result<Option<[u8; 32]>> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let bad = |why: &str| Error::BadRequest(format!("registration: {why}"));
+        let request: RegistrationRequest =
+            serde_json::from_slice(body).map_err(|e| bad(&e.to_string()))?;
+        if request.version != REGISTRATION_REQUEST_VERSION {
+            return Err(bad("unsupported request version"));
+        }
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(&request.signing_key, &mut key)
+            .map_err(|_| bad("signing_key must be 64 hex characters (Ed25519)"))?;
+        let mut proof = [0u8; SIGNATURE_BYTES];
+        hex::decode_to_slice(&request.key_proof, &mut proof)
+            .map_err(|_| bad("key_proof must be 128 hex characters (Ed25519)"))?;
+        verify(&key, &registration_message(population, &key), &proof)
+            .map_err(|_| bad("key_proof does not verify under signing_key"))?;
+        Ok(Some(key))
+    }
 }
 
 /// What a device needs to decide whether and how to take part (the body of `GET /v1/plan`).
@@ -152,6 +198,9 @@ pub struct SecAggInfo {
     pub cohort_min: usize,
     /// Maximum cohort.
     pub cohort_max: usize,
+    /// Signed sessions: members sign every stage message and the survivor list, and only
+    /// devices that registered a signing key may check in.
+    pub signed: bool,
 }
 
 /// The active round as a device sees it.
@@ -244,9 +293,17 @@ impl Service {
         Ok(config)
     }
 
-    /// Registers a new device in `population`.
-    pub fn register(&self, population: &str) -> Result<Registration> {
-        self.config(population)?;
+    /// Registers a new device in `population`; `body` is a [`RegistrationRequest`] or
+    /// empty. A signed population refuses a device without a signing key
+    /// ([`Error::SigningKeyRequired`]); a key another device of the population registered
+    /// is refused ([`Error::AlreadyExists`]).
+    pub fn register(&self, population: &str, body: &[u8]) -> Result<Registration> {
+        let config = self.config(population)?;
+        let signing_key = RegistrationRequest::verified_key(population, body)?;
+        let signed_sessions = config.secagg().signed;
+        if signed_sessions && signing_key.is_none() {
+            return Err(Error::SigningKeyRequired);
+        }
         let (token, id) = with_rng(&self.rng, |rng| {
             (BearerToken::generate(rng), random_id(rng))
         })?;
@@ -254,13 +311,41 @@ impl Service {
             id,
             population: population.to_owned(),
             registered_at: self.clock.now_ms(),
+            signing_key,
         };
         self.store.register_device(&device, &token.hash())?;
         metrics::inc(&self.metrics.registrations);
         Ok(Registration {
             device_id: device.id,
             token,
+            signed_sessions,
         })
+    }
+
+    /// The roster's signing keys for a session of round `round`, parallel to `roster`, when
+    /// the population runs signed sessions (`None` otherwise). Check-in admits only devices
+    /// with a key to signed rounds, so a missing key is a corrupt database.
+    pub fn cohort_signing_keys(
+        &self,
+        config: &PopulationConfig,
+        round: RoundId,
+        roster: &[MemberId],
+    ) -> Result<Option<Vec<[u8; 32]>>> {
+        if !config.secagg().signed {
+            return Ok(None);
+        }
+        let keys: HashMap<u32, Option<[u8; 32]>> =
+            self.store.member_signing_keys(round)?.into_iter().collect();
+        roster
+            .iter()
+            .map(|m| {
+                keys.get(&m.0).copied().flatten().ok_or(Error::Corrupt {
+                    what: "cohort signing keys",
+                    reason: "a member of a signed round has no signing key".into(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// The device holding `token`.
@@ -337,6 +422,7 @@ impl Service {
             secagg: SecAggInfo {
                 cohort_min: c.secagg().cohort_min,
                 cohort_max: c.secagg().cohort_max,
+                signed: c.secagg().signed,
             },
             eligibility: *c.eligibility(),
             round,
@@ -377,6 +463,9 @@ impl Service {
     pub fn check_in(&self, device: &DeviceRecord, id: RoundId) -> Result<u32> {
         let round = self.own_round(device, id)?;
         let config = self.config(&device.population)?;
+        if config.secagg().signed && device.signing_key.is_none() {
+            return Err(Error::SigningKeyRequired);
+        }
         if self.store.member_of(round.id, &device.id)?.is_none() {
             self.check_contribution_bounds(device, config.eligibility())?;
         }

@@ -35,6 +35,7 @@ fn device(store: &dyn Storage, pop: &str, n: u8) -> (DeviceRecord, TokenHash) {
         id: unique(&format!("dev{n}")),
         population: pop.into(),
         registered_at: 2_000,
+        signing_key: None,
     };
     let token = TokenHash(sha256(d.id.as_bytes()));
     store.register_device(&d, &token).unwrap();
@@ -130,6 +131,129 @@ fn devices_are_found_only_by_their_token_hash() {
             "{dup:?}"
         );
     });
+}
+
+fn keyed_device(store: &dyn Storage, pop: &str, key: [u8; 32]) -> Result<DeviceRecord, Error> {
+    let d = DeviceRecord {
+        id: unique("keyed"),
+        population: pop.into(),
+        registered_at: 2_500,
+        signing_key: Some(key),
+    };
+    store.register_device(&d, &TokenHash(sha256(d.id.as_bytes())))?;
+    Ok(d)
+}
+
+#[test]
+fn signing_keys_are_stored_with_devices_and_unique_within_a_population() {
+    on_every_backend(|store| {
+        let (pop, other) = (population(store), population(store));
+        let key = sha256(unique("key").as_bytes());
+        let a = keyed_device(store, &pop, key).unwrap();
+        let token = TokenHash(sha256(a.id.as_bytes()));
+        assert_eq!(store.device_by_token(&token).unwrap(), Some(a.clone()));
+        let again = keyed_device(store, &pop, key);
+        assert!(
+            matches!(again, Err(Error::AlreadyExists("signing key"))),
+            "{again:?}"
+        );
+        // Another population may see the same key (it cannot link it to this one's).
+        keyed_device(store, &other, key).unwrap();
+        // Devices without a key do not collide with each other.
+        let (plain1, _) = device(store, &pop, 1);
+        let (plain2, _) = device(store, &pop, 2);
+        assert_eq!(store.device_count(&pop).unwrap(), 3);
+
+        let id = open(store, &pop, 0);
+        for d in [&a, &plain1, &plain2] {
+            store.check_in(id, &d.id, 5, 5_100).unwrap();
+        }
+        assert_eq!(
+            store.member_signing_keys(id).unwrap(),
+            [(0, Some(key)), (1, None), (2, None)]
+        );
+    });
+}
+
+/// The version-1 tables of a database made before devices registered signing keys, with
+/// one device in it; `token` renders a 32-byte token hash as the backend's byte literal.
+fn version_1_database(int: &str, blob: &str, token: &str) -> String {
+    format!(
+        "CREATE TABLE covey_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO covey_meta VALUES ('schema_version', '1');
+         CREATE TABLE populations (name TEXT PRIMARY KEY, config TEXT NOT NULL,
+             catalog TEXT NOT NULL, created_at {int} NOT NULL);
+         CREATE TABLE devices (id TEXT PRIMARY KEY,
+             population TEXT NOT NULL REFERENCES populations(name),
+             token_hash {blob} NOT NULL UNIQUE, registered_at {int} NOT NULL);
+         INSERT INTO populations VALUES ('old', '', '', 1);
+         INSERT INTO devices VALUES ('old-device', 'old', {token}, 2);"
+    )
+}
+
+/// A version-1 database opens migrated: old devices keep working without a key, new ones
+/// register keys, and opening again changes nothing.
+fn check_migrated(store: &dyn Storage) {
+    let old = store.device_by_token(&TokenHash([7; 32])).unwrap().unwrap();
+    assert_eq!((old.id.as_str(), old.signing_key), ("old-device", None));
+    keyed_device(store, "old", [3; 32]).unwrap();
+    assert!(matches!(
+        keyed_device(store, "old", [3; 32]),
+        Err(Error::AlreadyExists("signing key"))
+    ));
+}
+
+#[test]
+fn a_version_1_database_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("covey.db");
+    let token = format!("X'{}'", hex::encode([7u8; 32]));
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(&version_1_database("INTEGER", "BLOB", &token))
+        .unwrap();
+    check_migrated(&covey_server::storage::SqliteStorage::open(&path).unwrap());
+    check_migrated_again(&covey_server::storage::SqliteStorage::open(&path).unwrap());
+
+    let Some(url) = common::postgres_url() else {
+        eprintln!("PostgreSQL not configured: checked SQLite only");
+        return;
+    };
+    // A schema of its own, so the shared test database's tables are not touched.
+    let schema = format!("migration_{}", unique("v1").replace('-', "_"));
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let token = format!("decode('{}', 'hex')", hex::encode([7u8; 32]));
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema}; {}",
+            version_1_database("BIGINT", "BYTEA", &token)
+        ))
+        .unwrap();
+    let scoped = format!("{url}?options=-csearch_path%3D{schema}");
+    let result = std::panic::catch_unwind(|| {
+        check_migrated(&covey_server::storage::PostgresStorage::connect(&scoped).unwrap());
+        check_migrated_again(&covey_server::storage::PostgresStorage::connect(&scoped).unwrap());
+    });
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Opening a migrated database again keeps its devices and keys.
+fn check_migrated_again(store: &dyn Storage) {
+    assert!(
+        store
+            .device_by_token(&TokenHash([7; 32]))
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        keyed_device(store, "old", [3; 32]),
+        Err(Error::AlreadyExists("signing key"))
+    ));
 }
 
 #[test]

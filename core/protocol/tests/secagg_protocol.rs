@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use covey_protocol::secagg::simulation::{SimulationConfig, simulate};
 use covey_protocol::secagg::{
-    AdversaryClass, Client, ClientBody, ClientMessage, Error, MemberId, Server, ServerBody,
-    ServerMessage, ServerStep, SessionId, SessionParams, SigningIdentity, Stage, ThreatModel,
+    AdversaryClass, AdvertisedKeys, Client, ClientBody, ClientMessage, DirectoryEntry, Error,
+    MemberId, Server, ServerBody, ServerMessage, ServerStep, SessionId, SessionParams,
+    SigningIdentity, Stage, ThreatModel, signature_payload,
 };
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
@@ -405,6 +406,81 @@ fn server_rejects_replays_duplicates_strangers_and_dropouts() {
         ..shares.clone()
     };
     assert_eq!(server.receive(&ghost), Err(Error::NotLive));
+}
+
+/// A server that substitutes one peer's roster key in a member's session parameters, and
+/// relays keys it signed with the substitute, is caught at the key directory: the other
+/// peers signed over the genuine roster, so their signatures do not verify under the
+/// member's altered view. The member sends nothing beyond its own advertised keys.
+#[test]
+fn a_member_shown_a_substituted_roster_key_refuses_the_key_directory() {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let ids: Vec<SigningIdentity> = (0..7)
+        .map(|_| SigningIdentity::generate(&mut rng).unwrap())
+        .collect();
+    let mut honest = params(7, Some(&ids), &mut rng);
+    honest.degree = 6; // complete graph: every member is every other's neighbour
+    let (victim, peer) = (MemberId(0), MemberId(3));
+    let impostor = SigningIdentity::generate(&mut rng).unwrap();
+    let mut altered = honest.clone();
+    if let Some(keys) = altered.signing_keys.as_mut() {
+        keys[3] = impostor.public_key();
+    }
+    let mut seeds = ids.into_iter();
+    let mut directory = Vec::new();
+    let mut victim_client = None;
+    for member in honest.roster.clone() {
+        let identity = seeds.next();
+        let view = if member == victim { &altered } else { &honest };
+        let (client, advert) =
+            Client::new(view.clone(), member, &[1; 10], identity, &mut rng).unwrap();
+        let ClientBody::AdvertiseKeys(keys) = advert.body else {
+            panic!("stage 1 advertises keys")
+        };
+        if member == victim {
+            victim_client = Some(client);
+        } else if member == peer {
+            // The server's own keys in the peer's place, signed over the victim's view.
+            let forged_keys = AdvertisedKeys {
+                c_public: [9; 32],
+                s_public: [9; 32],
+                b_commitment: [9; 32],
+            };
+            let forged = ClientMessage {
+                body: ClientBody::AdvertiseKeys(forged_keys),
+                signature: None,
+                ..advert
+            };
+            let signature = impostor.sign(&signature_payload(&altered.digest(), &forged));
+            directory.push(DirectoryEntry {
+                member,
+                keys: forged_keys,
+                signature: Some(signature),
+            });
+        } else {
+            directory.push(DirectoryEntry {
+                member,
+                keys,
+                signature: advert.signature,
+            });
+        }
+    }
+    let mut victim_client = victim_client.unwrap();
+    let opening = ServerMessage {
+        session: honest.session_id,
+        recipient: victim,
+        body: ServerBody::KeyDirectory(directory),
+    };
+    assert!(matches!(
+        victim_client.handle(&opening),
+        Err(Error::BadSignature(_))
+    ));
+    assert_eq!(
+        victim_client.stage(),
+        Stage::ShareKeys,
+        "nothing was shared"
+    );
+    assert_ne!(honest.digest(), altered.digest());
 }
 
 #[test]

@@ -92,6 +92,11 @@ pub enum Error {
     /// Round participation needs a server registration first (`Device::join`).
     #[error("not registered with an aggregation server")]
     NotRegistered,
+    /// The aggregation server's messages failed a signed session's integrity checks (a
+    /// substituted key, a survivor list other than the one signed, a downgrade to an
+    /// unsigned session): the device stopped the round and sent nothing more.
+    #[error("round stopped, the server's messages were tampered with: {0}")]
+    RoundTampered(crate::participate::Tampering),
     /// A protocol step (DP encoding, secure aggregation, accounting) failed.
     #[error("{what}: {reason}")]
     Protocol {

@@ -20,7 +20,7 @@ pub use device::{Decision, Device, DeviceConfig, DeviceExport};
 pub use error::{Error, Result};
 pub use participate::{
     CancelToken, DeviceConditions, Ineligible, NetworkError, ParticipationOptions,
-    ParticipationOutcome, Registration, StageTimings,
+    ParticipationOutcome, Registration, StageTimings, Tampering,
 };
 pub use transport::{
     HttpMethod, HttpTransport, Transport, TransportError, TransportRequest, TransportResponse,

@@ -2,7 +2,9 @@
 //!
 //! One key per device signs consent receipts and audit checkpoints; its 32-byte seed is kept
 //! sealed in the store, so it is protected by the same platform-keystore-wrapped data key as
-//! the member's history, and erasing the store shreds it.
+//! the member's history, and erasing the store shreds it. Signed SecAgg+ sessions use the
+//! same type for a separate key per server registration (`participate::round_key` says why
+//! not this one).
 
 use covey_protocol::secagg::SigningIdentity;
 use covey_protocol::secagg::crypto::{SIGNATURE_BYTES, random_secret, verify};
@@ -73,6 +75,11 @@ impl DeviceKey {
     /// The protocol identity (signs SecAgg+ messages with the same key).
     pub fn identity(&self) -> &SigningIdentity {
         &self.identity
+    }
+
+    /// The protocol identity, owned (a SecAgg+ client takes its identity by value).
+    pub fn into_identity(self) -> SigningIdentity {
+        self.identity
     }
 
     /// Short identifier: hex of the first 8 bytes of SHA-256(public key).

@@ -339,3 +339,38 @@ fn cancelling_while_waiting_for_the_cohort_aborts_and_records_it() {
             .any(|e| matches!(e.event, AuditEvent::Training { .. }))
     );
 }
+
+#[test]
+fn a_registration_gets_its_own_round_key_never_the_receipt_key() {
+    let server = Server::start(1, false);
+    let f = Fixture::new();
+    let spy = Spy::new(&server.base);
+    let registration = f.device().join(&spy, POPULATION).unwrap();
+    let registered = registration
+        .signing_key
+        .clone()
+        .expect("a key is registered");
+    let receipt_key: String = f
+        .device()
+        .public_key()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_ne!(
+        registered, receipt_key,
+        "the receipt key would link member and device"
+    );
+    assert!(!registration.signed_sessions, "this population is unsigned");
+    let sealed = f
+        .store
+        .key_material(covey_sdk::participate::ROUND_KEY_NAME)
+        .unwrap()
+        .expect("round key sealed in the store");
+    let sealed_public: String = sealed
+        .public_key
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sealed_public, registered);
+    assert!(!contains(&dir_bytes(f.dir.path()), &sealed.secret));
+}

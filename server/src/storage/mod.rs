@@ -26,8 +26,9 @@ pub use postgres::PostgresStorage;
 pub use sql::SqlStorage;
 pub use sqlite::SqliteStorage;
 
-/// Format version of the database schema this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Format version of the database schema this build writes. Older databases are migrated
+/// forward when opened (see `schema::MIGRATIONS`); a newer one is refused.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A round's id, unique across populations.
 pub type RoundId = i64;
@@ -58,6 +59,9 @@ pub struct DeviceRecord {
     pub population: String,
     /// Registration time.
     pub registered_at: Millis,
+    /// The device's Ed25519 key for signed SecAgg+ sessions (one per device and
+    /// population), if it registered one. Unique within a population.
+    pub signing_key: Option<[u8; 32]>,
 }
 
 /// A model version: the whole `covey_model::GlobalModel` plus the server optimizer's state.
@@ -377,7 +381,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// All populations, by name.
     fn populations(&self) -> Result<Vec<PopulationRecord>>;
 
-    /// Registers a device with the hash of its bearer token.
+    /// Registers a device with the hash of its bearer token; [`Error::AlreadyExists`] if
+    /// the id, the token or the signing key (within the population) is taken.
     fn register_device(&self, device: &DeviceRecord, token: &TokenHash) -> Result<()>;
     /// The device holding the token with this hash.
     fn device_by_token(&self, token: &TokenHash) -> Result<Option<DeviceRecord>>;
@@ -409,6 +414,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn check_in(&self, id: RoundId, device: &str, cohort_max: u32, now: Millis) -> Result<CheckIn>;
     /// A round's members as `(device id, member id)`, by member id.
     fn members(&self, id: RoundId) -> Result<Vec<(String, u32)>>;
+    /// A round's members as `(member id, the device's signing key)`, by member id.
+    fn member_signing_keys(&self, id: RoundId) -> Result<Vec<(u32, Option<[u8; 32]>)>>;
     /// When `device` was admitted to rounds at or after `since`, oldest first.
     fn check_ins_since(&self, device: &str, since: Millis) -> Result<Vec<Millis>>;
     /// The member id of `device` in round `id`, if it checked in.

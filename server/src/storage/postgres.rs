@@ -60,7 +60,7 @@ impl PostgresStorage {
                 .map_err(db_err)?;
             tx.commit().map_err(db_err)
         })?;
-        SqlStorage::new(db, "")
+        SqlStorage::new(db, "", &schema::migrations(schema::POSTGRES))
     }
 }
 

@@ -117,11 +117,46 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 ";
 
-/// The schema DDL for a backend.
-pub(crate) fn ddl(types: Types) -> String {
-    TEMPLATE
+/// Steps from one schema version to the next: `(from, DDL)`, applied in order to a
+/// database at `from` (a new database is created at version 1 and migrated like an old one,
+/// so there is one path to the current schema).
+///
+/// - 1 → 2: devices may register an Ed25519 signing key for signed SecAgg+ sessions; a key
+///   identifies one device within its population (NULLs, devices without a key, are
+///   distinct in both backends).
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "ALTER TABLE devices ADD COLUMN signing_key {BLOB};
+     CREATE UNIQUE INDEX devices_by_signing_key ON devices(population, signing_key);",
+)];
+
+/// Fills a DDL template's type placeholders for a backend.
+fn fill(template: &str, types: Types) -> String {
+    template
         .replace("{INT}", types.int)
         .replace("{REAL}", types.real)
         .replace("{BLOB}", types.blob)
         .replace("{SERIAL}", types.serial)
+}
+
+/// The version-1 schema DDL for a backend (idempotent: `IF NOT EXISTS` throughout).
+pub(crate) fn ddl(types: Types) -> String {
+    fill(TEMPLATE, types)
+}
+
+/// The statements of each migration for a backend, split so a driver can run them one by
+/// one inside a transaction.
+pub(crate) fn migrations(types: Types) -> Vec<(i64, Vec<String>)> {
+    MIGRATIONS
+        .iter()
+        .map(|(from, ddl)| {
+            let statements = fill(ddl, types)
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            (*from, statements)
+        })
+        .collect()
 }

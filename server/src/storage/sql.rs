@@ -189,6 +189,16 @@ fn round_from_row(row: &Row) -> Result<RoundRecord> {
     })
 }
 
+/// A device's optional 32-byte signing key.
+fn signing_key(row: &Row, i: usize) -> Result<Option<[u8; 32]>> {
+    row.opt_blob(i)?
+        .map(|k| {
+            k.try_into()
+                .map_err(|_| corrupt(format!("column {i} is not a 32-byte signing key")))
+        })
+        .transpose()
+}
+
 fn model_meta_from_row(row: &Row) -> Result<ModelMeta> {
     Ok(ModelMeta {
         version: row.uint(0)?,
@@ -214,16 +224,22 @@ fn ledger_from_row(row: &Row) -> Result<LedgerEntry> {
 }
 
 impl<D: Database> SqlStorage<D> {
-    /// Wraps a backend, creating or checking the schema.
-    pub fn new(db: D, ddl: &str) -> Result<Self> {
+    /// Wraps a backend: runs `ddl` (the version-1 schema, idempotent), applies the
+    /// `migrations` the database has not had yet, then checks it is at [`SCHEMA_VERSION`].
+    pub(crate) fn new(db: D, ddl: &str, migrations: &[(i64, Vec<String>)]) -> Result<Self> {
         db.execute_batch(ddl)?;
         let storage = SqlStorage { db };
         storage.tx(|tx| {
             tx.execute(
-                "INSERT INTO covey_meta (key, value) VALUES ('schema_version', $1) \
+                "INSERT INTO covey_meta (key, value) VALUES ('schema_version', '1') \
                  ON CONFLICT DO NOTHING",
-                &[text(&SCHEMA_VERSION.to_string())],
-            )?;
+                &[],
+            )
+        })?;
+        for (from, statements) in migrations {
+            storage.tx(|tx| migrate(tx, *from, statements))?;
+        }
+        storage.tx(|tx| {
             let rows = tx.query(
                 "SELECT value FROM covey_meta WHERE key = 'schema_version'",
                 &[],
@@ -266,6 +282,22 @@ impl<D: Database> SqlStorage<D> {
     ) -> Result<Vec<T>> {
         self.tx(|tx| tx.query(sql, params)?.iter().map(&map).collect())
     }
+}
+
+/// Applies one migration step if the database is at version `from`. The version row is
+/// claimed first, so a second process migrating at the same time waits on that row and then
+/// finds the step done (PostgreSQL); SQLite's write lock serialises the two anyway.
+fn migrate(tx: &mut dyn Tx, from: i64, statements: &[String]) -> Result<()> {
+    let claimed = tx.execute(
+        "UPDATE covey_meta SET value = $1 WHERE key = 'schema_version' AND value = $2",
+        &[text(&(from + 1).to_string()), text(&from.to_string())],
+    )?;
+    if claimed == 1 {
+        for statement in statements {
+            tx.execute(statement, &[])?;
+        }
+    }
+    Ok(())
 }
 
 /// Fails with [`Error::Conflict`] unless exactly one row changed.
@@ -377,15 +409,26 @@ impl<D: Database> Storage for SqlStorage<D> {
 
     fn register_device(&self, d: &DeviceRecord, token: &TokenHash) -> Result<()> {
         self.tx(|tx| {
+            if let Some(key) = &d.signing_key {
+                // Checked first for a precise error; the unique index still decides races.
+                let taken = tx.query(
+                    "SELECT 1 FROM devices WHERE population = $1 AND signing_key = $2",
+                    &[text(&d.population), blob(key)],
+                )?;
+                if !taken.is_empty() {
+                    return Err(Error::AlreadyExists("signing key"));
+                }
+            }
             insert_new(
                 tx,
-                "INSERT INTO devices (id, population, token_hash, registered_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                "INSERT INTO devices (id, population, token_hash, registered_at, signing_key) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                 &[
                     text(&d.id),
                     text(&d.population),
                     blob(&token.0),
                     int(d.registered_at),
+                    Value::Blob(d.signing_key.map(|k| k.to_vec())),
                 ],
                 "device",
             )
@@ -394,13 +437,15 @@ impl<D: Database> Storage for SqlStorage<D> {
 
     fn device_by_token(&self, token: &TokenHash) -> Result<Option<DeviceRecord>> {
         self.query_one(
-            "SELECT id, population, registered_at FROM devices WHERE token_hash = $1",
+            "SELECT id, population, registered_at, signing_key FROM devices \
+             WHERE token_hash = $1",
             &[blob(&token.0)],
             |row| {
                 Ok(DeviceRecord {
                     id: row.text(0)?,
                     population: row.text(1)?,
                     registered_at: row.int(2)?,
+                    signing_key: signing_key(row, 3)?,
                 })
             },
         )
@@ -620,6 +665,15 @@ impl<D: Database> Storage for SqlStorage<D> {
             "SELECT device_id, member FROM round_members WHERE round_id = $1 ORDER BY member",
             &[int(id)],
             |row| Ok((row.text(0)?, member_id(row.int(1)?)?)),
+        )
+    }
+
+    fn member_signing_keys(&self, id: RoundId) -> Result<Vec<(u32, Option<[u8; 32]>)>> {
+        self.query_all(
+            "SELECT m.member, d.signing_key FROM round_members m \
+             JOIN devices d ON d.id = m.device_id WHERE m.round_id = $1 ORDER BY m.member",
+            &[int(id)],
+            |row| Ok((member_id(row.int(0)?)?, signing_key(row, 1)?)),
         )
     }
 

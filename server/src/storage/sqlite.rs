@@ -46,6 +46,7 @@ impl SqliteStorage {
                 conn: Mutex::new(conn),
             },
             &schema::ddl(schema::SQLITE),
+            &schema::migrations(schema::SQLITE),
         )
     }
 }

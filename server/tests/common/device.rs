@@ -4,7 +4,10 @@
 use std::time::{Duration, Instant};
 
 use covey_protocol::dp::{DpPlan, Encoder};
-use covey_protocol::secagg::{Client, MemberId, ServerMessage, SessionParams, Stage};
+use covey_protocol::secagg::crypto::registration_message;
+use covey_protocol::secagg::{
+    Client, MemberId, ServerMessage, SessionParams, SigningIdentity, Stage,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::Value;
@@ -121,17 +124,45 @@ pub struct Device {
     pub population: String,
     pub token: String,
     pub device_id: String,
+    /// The seed of the Ed25519 key it registered, if any (signs its stage messages).
+    pub signing_seed: Option<[u8; 32]>,
+}
+
+/// The JSON registration body for the key with `seed`: key and proof of possession.
+pub fn registration_body(population: &str, seed: &[u8; 32]) -> Vec<u8> {
+    let identity = SigningIdentity::from_seed(seed).expect("seed");
+    let key = identity.public_key();
+    serde_json::to_vec(&serde_json::json!({
+        "version": 1,
+        "signing_key": hex::encode(key),
+        "key_proof": hex::encode(identity.sign(&registration_message(population, &key))),
+    }))
+    .expect("json")
 }
 
 pub const OCTETS: &str = "application/octet-stream";
 
 impl Device {
     pub fn register(http: &Http, population: &str) -> Self {
+        Self::register_with(http, population, None)
+    }
+
+    /// Registers with an Ed25519 key drawn from `seed` (for signed populations).
+    pub fn register_signed(http: &Http, population: &str, seed: u64) -> Self {
+        let mut key = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut ChaCha20Rng::seed_from_u64(seed), &mut key);
+        Self::register_with(http, population, Some(key))
+    }
+
+    fn register_with(http: &Http, population: &str, signing_seed: Option<[u8; 32]>) -> Self {
+        let body = signing_seed
+            .map(|seed| registration_body(population, &seed))
+            .unwrap_or_default();
         let reply = http.post(
             &format!("/v1/populations/{population}/devices"),
             None,
-            None,
-            b"",
+            Some("application/json"),
+            &body,
         );
         assert_eq!(reply.status, 201, "{:?}", reply.json());
         let json = reply.json();
@@ -140,6 +171,7 @@ impl Device {
             population: population.into(),
             token: json["token"].as_str().expect("token").into(),
             device_id: json["device_id"].as_str().expect("id").into(),
+            signing_seed,
         }
     }
 
@@ -219,8 +251,17 @@ impl Device {
             .expect("encoder")
             .encode(delta, &mut rng)
             .expect("encode");
-        let (mut client, first) =
-            Client::new(params, MemberId(member), &encoded.values, None, &mut rng).expect("client");
+        let identity = self
+            .signing_seed
+            .map(|seed| SigningIdentity::from_seed(&seed).expect("seed"));
+        let (mut client, first) = Client::new(
+            params,
+            MemberId(member),
+            &encoded.values,
+            identity,
+            &mut rng,
+        )
+        .expect("client");
         let mut sent = Vec::new();
         let mut message = first;
         loop {

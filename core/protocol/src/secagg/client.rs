@@ -15,13 +15,16 @@ use super::prg::{self, Seed, Sign};
 use super::shamir::{self, SHARE_BYTES, Share};
 use super::wire::{
     AdvertisedKeys, ClientBody, ClientMessage, DirectoryEntry, SHARE_PLAINTEXT_BYTES, ServerBody,
-    ServerMessage, SessionParams, survivor_list_bytes,
+    ServerMessage, SessionParams, signature_payload, survivor_list_bytes,
 };
 use super::{MemberId, Stage, b_commitment, pairwise_seed, pairwise_sign, share_aad, value_mask};
 
 /// One member's SecAgg+ session.
 pub struct Client {
     params: SessionParams,
+    /// [`SessionParams::digest`]: this member's view of the roster, which its signatures
+    /// commit to and its peers' signatures must match.
+    params_digest: [u8; 32],
     id: MemberId,
     /// Roster positions of this member's neighbours.
     neighbours: Vec<usize>,
@@ -112,6 +115,7 @@ impl Client {
             b_commitment: b_commitment(&params.session_id, id, &b_seed),
         };
         let client = Client {
+            params_digest: params.digest(),
             params,
             id,
             neighbours,
@@ -215,7 +219,8 @@ impl Client {
             signature: None,
         };
         if let Some(identity) = &self.signing {
-            message.signature = Some(identity.sign(&message.signed_bytes()));
+            message.signature =
+                Some(identity.sign(&signature_payload(&self.params_digest, &message)));
         }
         message
     }
@@ -327,7 +332,11 @@ impl Client {
             .signing
             .as_ref()
             .ok_or(Error::Protocol("unsigned session has no consistency check"))?;
-        let signature = identity.sign(&survivor_list_bytes(&self.params.session_id, survivors));
+        let signature = identity.sign(&survivor_list_bytes(
+            &self.params.session_id,
+            &self.params_digest,
+            survivors,
+        ));
         let next = State::AwaitingUnmask {
             held: Vec::new(),
             signed: Some(survivors.to_vec()),
@@ -396,7 +405,8 @@ impl Client {
             body: ClientBody::AdvertiseKeys(entry.keys),
             signature: entry.signature,
         };
-        self.params.verify_member_signature(pos, &advert)
+        self.params
+            .verify_member_signature(&self.params_digest, pos, &advert)
     }
 
     fn check_survivors(&self, survivors: &[MemberId]) -> Result<()> {
@@ -421,7 +431,7 @@ impl Client {
         let Some(roster_keys) = &self.params.signing_keys else {
             return Ok(());
         };
-        let message = survivor_list_bytes(&self.params.session_id, survivors);
+        let message = survivor_list_bytes(&self.params.session_id, &self.params_digest, survivors);
         let mut signers: Vec<MemberId> = Vec::with_capacity(signatures.len());
         for (signer, signature) in signatures {
             if survivors.binary_search(signer).is_err() || signers.contains(signer) {

@@ -224,6 +224,18 @@ impl SigningIdentity {
     }
 }
 
+/// What a device signs when it registers its [`SigningIdentity`] with a population: a
+/// proof that it holds the private key, bound to the population so it cannot be replayed
+/// into another one.
+pub fn registration_message(population: &str, public_key: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + population.len() + 32);
+    out.extend_from_slice(b"covey-secagg/v1/registration");
+    out.extend_from_slice(&(population.len() as u64).to_le_bytes());
+    out.extend_from_slice(population.as_bytes());
+    out.extend_from_slice(public_key);
+    out
+}
+
 /// Checks an Ed25519 signature.
 pub fn verify(
     public_key: &[u8; 32],

@@ -39,7 +39,8 @@ pub use params::{AdversaryClass, GraphParams, ThreatModel};
 pub use server::{Aggregate, Server, ServerStep};
 pub use wire::{
     AdvertisedKeys, CIPHERTEXT_BYTES, ClientBody, ClientMessage, DirectoryEntry, MAX_DIMENSION,
-    MAX_MEMBERS, ServerBody, ServerMessage, SessionParams, WIRE_VERSION, pack, packed_len, unpack,
+    MAX_MEMBERS, ServerBody, ServerMessage, SessionParams, WIRE_VERSION, pack, packed_len,
+    signature_payload, survivor_list_bytes, unpack,
 };
 
 /// A member's id within a session's roster (pseudonymous; the server maps devices to it).

@@ -59,6 +59,8 @@ struct Revealed {
 #[derive(Debug, Clone)]
 pub struct Server {
     params: SessionParams,
+    /// [`SessionParams::digest`], which every member signature commits to.
+    params_digest: [u8; 32],
     graph: Graph,
     stage: Stage,
     closed: bool,
@@ -79,6 +81,7 @@ impl Server {
             members: vec![Member::default(); n],
             sum: vec![0; params.dimension],
             survivors: Vec::new(),
+            params_digest: params.digest(),
             params,
         })
     }
@@ -131,7 +134,8 @@ impl Server {
         if self.has_sent(pos, stage) {
             return Err(Error::Duplicate(stage));
         }
-        self.params.verify_member_signature(pos, message)?;
+        self.params
+            .verify_member_signature(&self.params_digest, pos, message)?;
         match &message.body {
             ClientBody::AdvertiseKeys(keys) => {
                 self.members[pos].keys = Some((*keys, message.signature));
@@ -151,7 +155,7 @@ impl Server {
                     .collect();
                 crypto::verify(
                     &keys[pos],
-                    &survivor_list_bytes(&self.params.session_id, &roster),
+                    &survivor_list_bytes(&self.params.session_id, &self.params_digest, &roster),
                     signature,
                 )?;
                 self.members[pos].ack = Some(*signature);

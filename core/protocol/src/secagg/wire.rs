@@ -7,7 +7,12 @@
 //! before allocating and reject trailing bytes, non-canonical values and unknown tags.
 //!
 //! Client messages end with an optional Ed25519 signature over all bytes before it
-//! ([`ClientMessage::signed_bytes`]).
+//! ([`ClientMessage::signed_bytes`]), prefixed with the digest of the session parameters
+//! the signer holds ([`SessionParams::digest`], [`signature_payload`]). Binding every
+//! signature to the signer's view of the roster and its keys means a server that shows
+//! members different rosters (say, one with a substituted signing key) produces signatures
+//! that do not verify across the two views: it can change the cohort's keys only for
+//! everyone at once, which is a Sybil registration, not a man in the middle.
 
 use super::crypto::{PUBLIC_KEY_BYTES, SIGNATURE_BYTES, TAG_BYTES};
 use super::error::{Error, Result};
@@ -434,8 +439,14 @@ impl SessionParams {
     }
 
     /// In signed sessions, checks that `message` carries a valid signature by the roster key
-    /// at position `pos`; unsigned sessions accept any message.
-    pub fn verify_member_signature(&self, pos: usize, message: &ClientMessage) -> Result<()> {
+    /// at position `pos` over [`signature_payload`] with `digest` (this side's
+    /// [`SessionParams::digest`]); unsigned sessions accept any message.
+    pub fn verify_member_signature(
+        &self,
+        digest: &[u8; 32],
+        pos: usize,
+        message: &ClientMessage,
+    ) -> Result<()> {
         let Some(keys) = &self.signing_keys else {
             return Ok(());
         };
@@ -443,7 +454,14 @@ impl SessionParams {
         let signature = message
             .signature
             .ok_or(Error::BadSignature("unsigned message in a signed session"))?;
-        super::crypto::verify(key, &message.signed_bytes(), &signature)
+        super::crypto::verify(key, &signature_payload(digest, message), &signature)
+    }
+
+    /// SHA-256 of the encoded parameters (session id, shape, roster and signing keys): what
+    /// every signature of a signed session commits to. Client and server compute it once
+    /// per session.
+    pub fn digest(&self) -> [u8; 32] {
+        super::crypto::digest(&[b"covey-secagg/v1/params", &self.encode()])
     }
 
     /// Roster position of `member`, if it is in the cohort.
@@ -672,11 +690,28 @@ impl ServerMessage {
     }
 }
 
-/// The bytes each survivor signs in the consistency check.
-pub fn survivor_list_bytes(session: &SessionId, survivors: &[MemberId]) -> Vec<u8> {
+/// The bytes each survivor signs in the consistency check: the survivor list under the
+/// session id and the signer's [`SessionParams::digest`].
+pub fn survivor_list_bytes(
+    session: &SessionId,
+    params_digest: &[u8; 32],
+    survivors: &[MemberId],
+) -> Vec<u8> {
     let mut w = Writer::default();
     w.bytes(b"covey-secagg/v1/survivors");
     w.bytes(&session.0);
+    w.bytes(params_digest);
     w.members(survivors);
     w.0
+}
+
+/// The bytes a member's stage-message signature covers: a domain label, the signer's
+/// [`SessionParams::digest`] and [`ClientMessage::signed_bytes`].
+pub fn signature_payload(params_digest: &[u8; 32], message: &ClientMessage) -> Vec<u8> {
+    let body = message.signed_bytes();
+    let mut out = Vec::with_capacity(24 + 32 + body.len());
+    out.extend_from_slice(b"covey-secagg/v1/message");
+    out.extend_from_slice(params_digest);
+    out.extend_from_slice(&body);
+    out
 }

@@ -63,6 +63,9 @@ pub(crate) struct PlanRound {
 struct RegistrationBody {
     device_id: String,
     token: String,
+    /// Absent from servers that predate signed sessions: unsigned.
+    #[serde(default)]
+    signed_sessions: bool,
 }
 
 #[derive(Deserialize)]
@@ -108,16 +111,27 @@ pub(crate) struct ServerApi<'a> {
 pub(crate) struct NewRegistration {
     pub(crate) device_id: String,
     pub(crate) token: Zeroizing<String>,
+    pub(crate) signed_sessions: bool,
 }
 
-/// `POST /v1/populations/{population}/devices`.
-pub(crate) fn register(transport: &dyn Transport, population: &str) -> Result<NewRegistration> {
+/// `POST /v1/populations/{population}/devices` with `body` (JSON: the signing key and its
+/// proof, see `round_key::registration_body`).
+pub(crate) fn register(
+    transport: &dyn Transport,
+    population: &str,
+    body: Vec<u8>,
+) -> Result<NewRegistration> {
     let path = format!("/v1/populations/{population}/devices");
-    let response = send(transport, &TransportRequest::post(path, None, Vec::new()))?;
+    let request = TransportRequest {
+        content_type: Some("application/json".into()),
+        ..TransportRequest::post(path, None, body)
+    };
+    let response = send(transport, &request)?;
     let body: RegistrationBody = expect_json(response, 201, "registration")?;
     Ok(NewRegistration {
         device_id: body.device_id,
         token: Zeroizing::new(body.token),
+        signed_sessions: body.signed_sessions,
     })
 }
 

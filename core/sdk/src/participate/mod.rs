@@ -22,6 +22,7 @@
 mod api;
 mod eligibility;
 mod refresh;
+mod round_key;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,7 @@ use api::{Plan, PlanRound, ServerApi};
 
 pub use eligibility::{DeviceConditions, Ineligible, MIN_BATTERY_PERCENT};
 pub use refresh::MODEL_REFRESH;
+pub use round_key::{ROUND_KEY_NAME, Tampering};
 
 /// Name of the server registration in the store's key material.
 pub const REGISTRATION_KEY_NAME: &str = "covey.server_registration";
@@ -176,6 +178,14 @@ pub struct Registration {
     pub population: String,
     /// Server-assigned device id.
     pub device_id: String,
+    /// Hex Ed25519 public key this device signs SecAgg+ messages with in this population
+    /// (`None` for registrations made before devices registered keys).
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    /// The server said at registration that the population runs signed sessions; the
+    /// device then refuses unsigned ones ([`Tampering::UnsignedSession`]).
+    #[serde(default)]
+    pub signed_sessions: bool,
 }
 
 /// A registration with its token, as kept sealed in the store.
@@ -194,18 +204,26 @@ struct Progress {
 
 impl Device {
     /// Registers with `population` on the server behind `transport`, once: an existing
-    /// registration for the same population is returned without a request. The token is
-    /// sealed in the store's key material.
+    /// registration for the same population is returned without a request. The device
+    /// registers a fresh Ed25519 signing key for signed SecAgg+ sessions (one per
+    /// registration, never the device key: see `round_key`); key and token are sealed in
+    /// the store's key material.
     pub fn join(&self, transport: &dyn Transport, population: &str) -> Result<Registration> {
         if let Some(c) = self.credentials()?
             && c.public.population == population
         {
             return Ok(c.public);
         }
-        let new = api::register(transport, population)?;
+        let key = self.new_round_key()?;
+        let body = round_key::registration_body(population, &key)?;
+        let new = api::register(transport, population, body)?;
+        // The key is sealed before the registration that names it.
+        self.store_round_key(&key)?;
         let public = Registration {
             population: population.to_owned(),
             device_id: new.device_id,
+            signing_key: Some(hex::encode(key.public_key())),
+            signed_sessions: new.signed_sessions,
         };
         let material = KeyMaterial {
             algorithm: REGISTRATION_ALGORITHM.into(),
@@ -321,6 +339,7 @@ impl Device {
         let result = self.run_round(
             &mut RoundContext {
                 api: &mut api,
+                registration: &credentials.public,
                 grant: &grant,
                 cancel,
                 plan: &plan,
@@ -338,7 +357,10 @@ impl Device {
             // Dismissed before the session: the device never took part.
             Err(Error::NotSelected) => None,
             Err(
-                Error::ConsentWithdrawn { .. } | Error::ConsentExpired { .. } | Error::Cancelled,
+                Error::ConsentWithdrawn { .. }
+                | Error::ConsentExpired { .. }
+                | Error::Cancelled
+                | Error::RoundTampered(_),
             ) => Some(Ended::Aborted),
             Err(_) => Some(Ended::DroppedOut),
         };
@@ -393,10 +415,11 @@ impl Device {
         cx.timings.encode_ms = millis(timer.elapsed());
         drop(local);
 
+        let member = MemberId(cx.member);
+        let identity = self.session_identity(cx.registration, &params, member)?;
         let timer = Instant::now();
-        let (mut client, first) =
-            Client::new(params, MemberId(cx.member), &encoded.values, None, &mut rng)
-                .map_err(secagg_error)?;
+        let (mut client, first) = Client::new(params, member, &encoded.values, identity, &mut rng)
+            .map_err(secagg_error)?;
         let mut secagg = timer.elapsed();
         drop(encoded);
         let mut message = first;
@@ -420,7 +443,9 @@ impl Device {
             let opening = cx.api.opening(cx.round.id, client.stage())?;
             let opening = ServerMessage::decode(&opening).map_err(|e| bad("stage opening", e))?;
             let timer = Instant::now();
-            message = client.handle(&opening).map_err(secagg_error)?;
+            message = client
+                .handle(&opening)
+                .map_err(|e| round_key::client_error(client.stage(), e))?;
             secagg += timer.elapsed();
         }
         cx.timings.secagg_client_ms = millis(secagg);
@@ -451,7 +476,7 @@ impl Device {
     }
 
     /// A per-round CSPRNG seeded from the device's (injectable) RNG.
-    fn round_rng(&self) -> Result<ChaCha20Rng> {
+    pub(crate) fn round_rng(&self) -> Result<ChaCha20Rng> {
         let mut seed = Zeroizing::new([0u8; 32]);
         self.rng
             .lock()
@@ -529,6 +554,7 @@ impl Device {
 /// Everything one round's steps share.
 struct RoundContext<'a, 'b> {
     api: &'a mut ServerApi<'b>,
+    registration: &'a Registration,
     grant: &'a Grant<FederatedTraining>,
     cancel: &'a CancelToken,
     plan: &'a Plan,
