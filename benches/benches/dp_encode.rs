@@ -3,8 +3,11 @@
 //!
 //! - `dp_floor/copy_add`: copy the 1M-float update into a buffer and add a second vector to it
 //!   (the least any encoder that reads the update and writes a vector can cost).
-//! - `dp_floor/chacha20_12B`: the ChaCha20 keystream the encoder consumes (4 bytes for the
-//!   rounding coin + 8 bytes for the noise draw per coordinate): the CSPRNG floor.
+//! - `dp_floor/chacha20_5B`: the ChaCha20 keystream the encoder consumes (2 bytes of rounding
+//!   coin + 3 bytes of alias-table draw per coordinate), through the encoder's own
+//!   [`Keystream`] in L1-sized chunks: the CSPRNG floor.
+//! - `dp_floor/rand_chacha_5B`: the same bytes from `rand_chacha` (what the encoder used
+//!   before), to keep the choice of ChaCha20 implementation measured.
 //! - `dp_encode/{skellam,discrete_gaussian,central}`: clip + rotate + round + noise + wrap,
 //!   with the per-round [`Encoder`] built once outside the loop (as on a device).
 //! - `dp_encode/encoder_setup_skellam`: that per-round setup (signs + alias table).
@@ -15,12 +18,17 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use covey_protocol::dp::{Decoder, DpPlan, Encoder, NoiseKind, PlanRequest, choose_plan};
+use covey_protocol::keystream::Keystream;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 const DIMENSION: usize = 1_000_000;
 const COHORT: u32 = 100;
+/// Keystream bytes the encoder draws per coordinate (rounding coin head + noise head).
+const KEYSTREAM_BYTES: usize = 5;
+/// Bytes per keystream read, as the encoder's chunks.
+const CHUNK: usize = 5 * 1024;
 
 fn plan(noise: NoiseKind) -> DpPlan {
     let mut request = PlanRequest::new(COHORT, DIMENSION as u32, 1.0, 1.0, [0x5d; 32]);
@@ -43,6 +51,22 @@ fn copy_add(input: &[f32], other: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The encoder's keystream bytes for a 1M update, read chunk by chunk into L1.
+fn keystream_floor(stream: &mut Keystream, chunk: &mut [u8]) {
+    for _ in 0..(KEYSTREAM_BYTES * DIMENSION).div_ceil(CHUNK) {
+        stream.fill(chunk).expect("keystream");
+        black_box(&chunk);
+    }
+}
+
+/// The same bytes from `rand_chacha`.
+fn rand_chacha_floor(rng: &mut ChaCha20Rng, chunk: &mut [u8]) {
+    for _ in 0..(KEYSTREAM_BYTES * DIMENSION).div_ceil(CHUNK) {
+        rng.fill_bytes(chunk);
+        black_box(&chunk);
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let input = update();
     let other = update();
@@ -53,9 +77,13 @@ fn bench(c: &mut Criterion) {
     floor.bench_function("copy_add", |b| {
         b.iter(|| copy_add(black_box(&input), black_box(&other), &mut out))
     });
-    let mut keystream = vec![0u8; 12 * DIMENSION];
-    floor.bench_function("chacha20_12B", |b| {
-        b.iter(|| rng.fill_bytes(black_box(&mut keystream)))
+    let mut chunk = vec![0u8; CHUNK];
+    let mut stream = Keystream::new(&[1; 32], &[0; 12]);
+    floor.bench_function("chacha20_5B", |b| {
+        b.iter(|| keystream_floor(&mut stream, &mut chunk))
+    });
+    floor.bench_function("rand_chacha_5B", |b| {
+        b.iter(|| rand_chacha_floor(&mut rng, &mut chunk))
     });
     floor.finish();
 
@@ -126,8 +154,10 @@ fn median(mut f: impl FnMut()) -> Duration {
 fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
     let mut out = vec![0.0f32; DIMENSION];
     let mut rng = ChaCha20Rng::seed_from_u64(3);
-    let mut keystream = vec![0u8; 12 * DIMENSION];
-    let keystream_floor = median(|| rng.fill_bytes(black_box(&mut keystream)));
+    let mut chunk = vec![0u8; CHUNK];
+    let mut stream = Keystream::new(&[1; 32], &[0; 12]);
+    let chacha20 = median(|| keystream_floor(&mut stream, &mut chunk));
+    let rand_chacha = median(|| rand_chacha_floor(&mut rng, &mut chunk));
     let floor = median(|| copy_add(black_box(input), black_box(other), &mut out));
     let encoder = Encoder::new(plan).expect("encoder");
     let decoder = Decoder::new(plan).expect("decoder");
@@ -148,7 +178,8 @@ fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
     println!("{:<28}{:>12}{:>10}", "case", "median", "x floor");
     for (name, t) in [
         ("copy+add floor", floor),
-        ("ChaCha20 12 B/coordinate", keystream_floor),
+        ("ChaCha20 5 B/coordinate", chacha20),
+        ("rand_chacha 5 B/coordinate", rand_chacha),
         ("encode (Skellam)", encode),
         ("decode (100-member sum)", decode),
     ] {

@@ -6,5 +6,6 @@
 #![warn(missing_docs)]
 pub mod accounting;
 pub mod dp;
+pub mod keystream;
 pub mod param;
 pub mod secagg;

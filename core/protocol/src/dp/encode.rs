@@ -7,10 +7,13 @@ use super::error::{Error, Result};
 use super::noise::{AliasTable, NoiseDistribution};
 use super::plan::{DpPlan, NoiseShare};
 use super::rotation::{Signs, fwht};
-use super::rounding::round_conditionally;
+use super::rounding::round_with;
+use crate::keystream::Keystream;
 
-/// Random words drawn per refill when adding noise.
+/// Coordinates per keystream refill when adding noise (their bytes stay in L1).
 const NOISE_BATCH: usize = 1024;
+/// Keystream bytes an alias-table noise draw reads up front.
+const NOISE_BYTES: usize = (super::noise::HEAD_BITS / 8) as usize;
 
 /// A member's encoded update: the input of secure aggregation.
 #[derive(Clone, PartialEq, Eq)]
@@ -112,18 +115,22 @@ impl Encoder {
         // Clip, scale and the rotation's 1/√n in one gain; the clipped norm is at most C up to
         // float error, and conditional rounding enforces the integer bound exactly anyway.
         let gain = factor * plan.scale / (padded as f64).sqrt();
-        let rounding_attempts =
-            round_conditionally(&rotated, gain, self.bound_sq, &mut values[..padded], rng)?;
+        // One ChaCha20 keystream, keyed from the caller's RNG, feeds the rounding coins and
+        // the alias-table noise at SIMD speed.
+        let mut stream = Keystream::from_rng(rng);
+        let rounding_attempts = round_with(
+            &rotated,
+            gain,
+            self.bound_sq,
+            &mut values[..padded],
+            &mut stream,
+        )?;
         let clipped = norm > plan.clip;
         if let Some(indicator) = &plan.clip_indicator {
             let weight = i64::from(indicator.weight);
             values[padded] = (if clipped { -weight } else { weight }) as u32;
         }
-        self.add_noise(&mut values, rng);
-        let mask = value_mask(plan.bits);
-        for v in &mut values {
-            *v &= mask;
-        }
+        self.add_noise_and_wrap(&mut values, &mut stream, rng)?;
         Ok(EncodedUpdate {
             values,
             bits: plan.bits,
@@ -132,29 +139,40 @@ impl Encoder {
         })
     }
 
-    /// Adds this member's noise share to every coordinate (wrapping: the sum is mod 2^32
-    /// before the final mask).
-    fn add_noise<R: RngCore + CryptoRng + ?Sized>(&self, values: &mut [u32], rng: &mut R) {
+    /// Adds this member's noise share to every coordinate and wraps into Z_{2^bits}, in one
+    /// pass (the sum is mod 2^32 before the mask). Table draws come from `stream`; the exact
+    /// samplers (noise too wide for a table) from the caller's `rng`.
+    fn add_noise_and_wrap<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        values: &mut [u32],
+        stream: &mut Keystream,
+        rng: &mut R,
+    ) -> Result<()> {
+        let mask = value_mask(self.plan.bits);
         match &self.sampler {
-            Sampler::None => {}
+            Sampler::None => values.iter_mut().for_each(|v| *v &= mask),
             Sampler::Table(table) => {
-                let mut bytes = [0u8; 8 * NOISE_BATCH];
+                let mut bytes = [0u8; NOISE_BYTES * NOISE_BATCH];
                 for chunk in values.chunks_mut(NOISE_BATCH) {
-                    let random = &mut bytes[..8 * chunk.len()];
-                    rng.fill_bytes(random);
-                    for (v, word) in chunk.iter_mut().zip(random.chunks_exact(8)) {
-                        let mut w = [0u8; 8];
-                        w.copy_from_slice(word);
-                        *v = v.wrapping_add(table.sample(u64::from_le_bytes(w)) as u32);
+                    let heads = &mut bytes[..NOISE_BYTES * chunk.len()];
+                    stream.fill(heads)?;
+                    for (v, head) in chunk.iter_mut().zip(heads.chunks_exact(NOISE_BYTES)) {
+                        let head = u32::from_be_bytes([0, head[0], head[1], head[2]]);
+                        let noise = match table.sample_head(head) {
+                            Some(noise) => noise,
+                            None => table.sample_tie(head, stream.next_u64()?),
+                        };
+                        *v = v.wrapping_add(noise as u32) & mask;
                     }
                 }
             }
             Sampler::Exact(distribution) => {
                 for v in values.iter_mut() {
-                    *v = v.wrapping_add(distribution.sample_exact(rng) as u32);
+                    *v = v.wrapping_add(distribution.sample_exact(rng) as u32) & mask;
                 }
             }
         }
+        Ok(())
     }
 }
 

@@ -106,6 +106,9 @@ pub enum Error {
     /// The accountant rejected a calibration or ε query.
     #[error(transparent)]
     Accounting(#[from] crate::accounting::Error),
+    /// The encoder's randomness ran out (unreachable below 2^35 coordinates × attempts).
+    #[error(transparent)]
+    Keystream(#[from] crate::keystream::Exhausted),
 }
 
 /// Result of the DP module.

@@ -10,8 +10,9 @@
 //! - [`gaussian`]: continuous Gaussian for the (weaker) central mode.
 //! - [`AliasTable`]: the fast path the encoder uses for a million coordinates: the exact pmf
 //!   of the plan's noise (Skellam through Miller's backward recurrence for `e^{-2μ} I_k(2μ)`,
-//!   discrete Gaussian directly) is quantized into a Walker alias table that costs one 64-bit
-//!   random word and one lookup per coordinate.
+//!   discrete Gaussian directly) is quantized into a Walker alias table that costs one
+//!   lookup and 3 bytes of keystream per coordinate ([`AliasTable::sample_head`]: the bucket
+//!   and the coin's first bits; the coin's other bits are drawn only on a tie).
 //!
 //! Floating point: coins compare 53-bit uniforms against f64 probabilities (as TensorFlow
 //! Privacy's samplers do) and the alias table resolves probabilities to 2^-63 per entry, so
@@ -346,12 +347,49 @@ impl AliasTable {
         let index = (word >> (64 - self.index_bits)) as usize;
         let coin = (word << self.index_bits) >> (64 - BUCKET_BITS);
         let entry = self.entries[index];
-        let pick = if coin < entry >> 16 {
+        self.pick(index, entry, coin < entry >> 16)
+    }
+}
+
+/// Random bits [`AliasTable::sample_head`] reads per draw (3 keystream bytes).
+pub const HEAD_BITS: u32 = 24;
+
+impl AliasTable {
+    /// The draw selected by the first [`HEAD_BITS`] bits of a uniform word (`head`, below
+    /// 2^24), or `None` when those bits leave the coin tied with the bucket's threshold
+    /// (chance 2^-(24 − index bits), at most 2^-8): then [`Self::sample_tie`] decides with
+    /// further bits. Together they give exactly the distribution of [`Self::sample`] on the
+    /// word `head · 2^40 + tail / 2^24`, for a third of its random bytes.
+    #[inline]
+    pub fn sample_head(&self, head: u32) -> Option<i64> {
+        let coin_bits = HEAD_BITS - self.index_bits;
+        let index = (head >> coin_bits) as usize;
+        let coin = u64::from(head) & ((1 << coin_bits) - 1);
+        let entry = self.entries[index];
+        let threshold = (entry >> 16) >> (BUCKET_BITS - coin_bits);
+        (coin != threshold).then(|| self.pick(index, entry, coin < threshold))
+    }
+
+    /// Completes a draw [`Self::sample_head`] left tied, with the coin's remaining bits
+    /// taken from the top of `tail` (a uniform word).
+    pub fn sample_tie(&self, head: u32, tail: u64) -> i64 {
+        let coin_bits = HEAD_BITS - self.index_bits;
+        let rest = BUCKET_BITS - coin_bits;
+        let index = (head >> coin_bits) as usize;
+        let entry = self.entries[index];
+        let threshold = (entry >> 16) & ((1 << rest) - 1);
+        self.pick(index, entry, tail >> (64 - rest) < threshold)
+    }
+
+    /// The bucket's own value when `own`, else its alias.
+    #[inline]
+    fn pick(&self, index: usize, entry: u64, own: bool) -> i64 {
+        let value = if own {
             index
         } else {
             (entry & 0xffff) as usize
         };
-        pick as i64 - self.radius
+        value as i64 - self.radius
     }
 }
 
@@ -405,6 +443,39 @@ mod tests {
         let lo = table.sample(0);
         let hi = table.sample(u64::MAX);
         assert!(lo.abs() <= table.radius && hi.abs() <= table.radius);
+    }
+
+    #[test]
+    fn head_and_tie_draws_equal_the_full_word_draw() {
+        // Every table width the encoder meets, words forced to tie as well as random ones.
+        let mut stream = crate::keystream::Keystream::new(&[5; 32], &[0; 12]);
+        for dist in [
+            NoiseDistribution::Skellam { mu: 0.7 },
+            NoiseDistribution::Skellam { mu: 148_014.0 },
+            NoiseDistribution::DiscreteGaussian { sigma: 3_000.0 },
+        ] {
+            let table = AliasTable::new(dist).unwrap();
+            let coin_bits = HEAD_BITS - table.index_bits;
+            let (mut forced, mut ties) = (0, 0);
+            for round in 0..200_000 {
+                let mut head = (stream.next_u64().unwrap() >> 40) as u32;
+                let index = head >> coin_bits;
+                let threshold = (table.entries[index as usize] >> 16) >> (BUCKET_BITS - coin_bits);
+                // Force a tie on every other draw (full buckets, threshold 2^47, never tie).
+                if round % 2 == 0 && threshold < 1 << coin_bits {
+                    head = (index << coin_bits) | threshold as u32;
+                    forced += 1;
+                }
+                let tail = stream.next_u64().unwrap();
+                let lazy = table
+                    .sample_head(head)
+                    .unwrap_or_else(|| table.sample_tie(head, tail));
+                ties += usize::from(table.sample_head(head).is_none());
+                let word = (u64::from(head) << 40) | (tail >> 24);
+                assert_eq!(lazy, table.sample(word), "{dist:?} head {head:#x}");
+            }
+            assert!(forced > 10_000 && ties >= forced, "{dist:?}: {ties} ties");
+        }
     }
 
     #[test]

@@ -14,20 +14,27 @@
 //! with β = e^{-1/2} (the DDGauss default) a draw is accepted with probability ≥ 1 − β and
 //! in practice at the first try, because the bound is far above the typical `c² + n/6`.
 //!
-//! The probability of rounding up is quantized to 2^-32 (one 32-bit random word per
-//! coordinate), a bias of at most 2^-32 integer units per coordinate.
+//! The coin is compared with the probability of rounding up lazily: its first 16 bits decide
+//! unless they equal the probability's first 16 bits (chance 2^-16), and only then are 53
+//! more drawn. So each coordinate costs 2 bytes of keystream, not 4 or 8, and the bias is at
+//! most 2^-69 integer units per coordinate.
 
 use rand_core::{CryptoRng, RngCore};
 
 use super::error::{Error, Result};
+use crate::keystream::Keystream;
 
 /// The DDGauss default conditioning parameter β = e^{-1/2}.
 pub const DEFAULT_BETA: f64 = 0.606_530_659_712_633_4;
 /// Re-rounding attempts before giving up. With acceptance probability ≥ 1 − β ≥ 0.39 the
 /// chance of 64 rejections in a row is below 2^-45.
 pub const MAX_ATTEMPTS: u32 = 64;
-/// Random words drawn per refill of the batch buffer.
+/// Coordinates per keystream refill (their coins stay in L1).
 const BATCH: usize = 1024;
+/// Keystream bytes drawn up front per coordinate: the coin's first 16 bits.
+const COIN_BYTES: usize = 2;
+/// 2^16: the scale of the coin's first 16 bits.
+const COIN_HEAD: f64 = 65_536.0;
 
 /// The L2 norm bound (integer units) of a stochastically rounded vector whose real norm is
 /// at most `c` over `n` coordinates, conditioned with `beta` ∈ [0, 1): `beta = 0` means no
@@ -46,7 +53,8 @@ pub fn rounded_norm_bound(c: f64, n: usize, beta: f64) -> f64 {
 /// Fills `out[i]` with the two's-complement bits of the stochastic rounding of
 /// `input[i] · gain`, re-rounding the whole vector until its squared norm is at most
 /// `bound_sq`. Returns the attempts used. Every `|input[i] · gain|` must be below 2^31
-/// (plan validation guarantees it for clipped, rotated updates).
+/// (plan validation guarantees it for clipped, rotated updates). The coins come from a
+/// ChaCha20 keystream keyed from `rng`.
 pub fn round_conditionally<R: RngCore + CryptoRng + ?Sized>(
     input: &[f32],
     gain: f64,
@@ -54,7 +62,18 @@ pub fn round_conditionally<R: RngCore + CryptoRng + ?Sized>(
     out: &mut [u32],
     rng: &mut R,
 ) -> Result<u32> {
-    let mut words = [0u8; 4 * BATCH];
+    round_with(input, gain, bound_sq, out, &mut Keystream::from_rng(rng))
+}
+
+/// [`round_conditionally`] drawing its coins from `stream`.
+pub(crate) fn round_with(
+    input: &[f32],
+    gain: f64,
+    bound_sq: u128,
+    out: &mut [u32],
+    stream: &mut Keystream,
+) -> Result<u32> {
+    let mut coins = [0u8; COIN_BYTES * BATCH];
     // The fast f64 norm is exact to a relative 1e-10 at any length we accept; only a norm
     // within 1e-9 of the bound is recounted exactly.
     let (accept, reject) = (
@@ -64,9 +83,13 @@ pub fn round_conditionally<R: RngCore + CryptoRng + ?Sized>(
     for attempt in 1..=MAX_ATTEMPTS {
         let mut norm_sq = 0.0;
         for (chunk_in, chunk_out) in input.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
-            let bytes = &mut words[..4 * chunk_in.len()];
-            rng.fill_bytes(bytes);
-            norm_sq += round_chunk(chunk_in, gain, bytes, chunk_out);
+            let bytes = &mut coins[..COIN_BYTES * chunk_in.len()];
+            stream.fill(bytes)?;
+            let (chunk_norm, tied) = round_chunk(chunk_in, gain, bytes, chunk_out);
+            norm_sq += chunk_norm;
+            if tied {
+                norm_sq += settle_ties(chunk_in, gain, bytes, chunk_out, stream)?;
+            }
         }
         let within = if norm_sq <= accept {
             true
@@ -95,34 +118,75 @@ fn exact_norm_sq(values: &[u32]) -> u128 {
         .sum()
 }
 
-/// Rounds one chunk with one 32-bit word per coordinate; returns the chunk's squared norm.
+/// Rounds one chunk on the coins' first 16 bits, rounding down where the coin ties with the
+/// probability; returns the chunk's squared norm and whether any coin tied.
 ///
 /// Written lane-wise over groups of 8 with separate accumulators and only adds, compares and
 /// conversions that SSE2 vectorizes (no `f64::floor`, a libm call on baseline x86-64).
-fn round_chunk(input: &[f32], gain: f64, random: &[u8], out: &mut [u32]) -> f64 {
+fn round_chunk(input: &[f32], gain: f64, coins: &[u8], out: &mut [u32]) -> (f64, bool) {
     let mut lanes = [0.0f64; LANES];
+    let mut ties = [0.0f64; LANES];
     let groups = input.len() / LANES;
-    for ((xs, rs), os) in input
+    for ((xs, cs), os) in input
         .chunks_exact(LANES)
-        .zip(random.chunks_exact(4 * LANES))
+        .zip(coins.chunks_exact(COIN_BYTES * LANES))
         .zip(out.chunks_exact_mut(LANES))
     {
         for l in 0..LANES {
-            let word = u32::from_le_bytes([rs[4 * l], rs[4 * l + 1], rs[4 * l + 2], rs[4 * l + 3]]);
-            let k = round_one(xs[l], gain, word);
-            os[l] = k as i32 as u32;
+            let (k, tie) = round_one(xs[l], gain, coin_head(cs, l));
+            os[l] = twos_complement(k);
             lanes[l] += k * k;
+            ties[l] += tie;
         }
     }
     let tail = groups * LANES;
     for (i, (x, o)) in input[tail..].iter().zip(&mut out[tail..]).enumerate() {
-        let at = 4 * (tail + i);
-        let word = u32::from_le_bytes([random[at], random[at + 1], random[at + 2], random[at + 3]]);
-        let k = round_one(*x, gain, word);
-        *o = k as i32 as u32;
+        let (k, tie) = round_one(*x, gain, coin_head(coins, tail + i));
+        *o = twos_complement(k);
         lanes[0] += k * k;
+        ties[0] += tie;
     }
-    lanes.iter().sum()
+    (lanes.iter().sum(), ties.iter().sum::<f64>() > 0.0)
+}
+
+/// The 32-bit two's complement of an integral `k` with |k| < 2^31: the low word of
+/// `k + 1.5 · 2^52`, whose mantissa holds `2^51 + k`. Unlike `k as i32` (a saturating
+/// conversion with a NaN check) this vectorizes.
+#[inline(always)]
+fn twos_complement(k: f64) -> u32 {
+    (k + ROUNDING_MAGIC).to_bits() as u32
+}
+
+/// Decides the tied coins of a chunk [`round_chunk`] rounded down with 53 more coin bits
+/// each; returns the growth of the squared norm.
+fn settle_ties(
+    input: &[f32],
+    gain: f64,
+    coins: &[u8],
+    out: &mut [u32],
+    stream: &mut Keystream,
+) -> Result<f64> {
+    let mut growth = 0.0;
+    for (i, (x, o)) in input.iter().zip(out.iter_mut()).enumerate() {
+        let coin = coin_head(coins, i);
+        let (floor, scaled) = split(*x, gain);
+        if f64::from(coin) != floor_of(scaled) {
+            continue;
+        }
+        let rest = scaled - floor_of(scaled);
+        let tail = (stream.next_u64()? >> 11) as f64 * (1.0 / 2f64.powi(53));
+        if tail < rest {
+            *o = twos_complement(floor + 1.0);
+            growth += 2.0 * floor + 1.0;
+        }
+    }
+    Ok(growth)
+}
+
+/// Coordinate `i`'s first 16 coin bits.
+#[inline(always)]
+fn coin_head(coins: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([coins[COIN_BYTES * i], coins[COIN_BYTES * i + 1]])
 }
 
 /// Lanes of the vectorized rounding loop.
@@ -130,15 +194,30 @@ const LANES: usize = 8;
 /// 1.5 · 2^52: adding and subtracting it rounds any |z| < 2^51 to the nearest integer.
 const ROUNDING_MAGIC: f64 = 6_755_399_441_055_744.0;
 
-/// `⌊z⌋ + 1` with probability `z − ⌊z⌋` (the coin is `word / 2^32`), else `⌊z⌋`, for
-/// `z = x · gain`.
+/// `⌊z⌋` for |z| < 2^51, branch-free.
 #[inline(always)]
-fn round_one(x: f32, gain: f64, word: u32) -> f64 {
-    let z = f64::from(x) * gain;
+fn floor_of(z: f64) -> f64 {
     let nearest = (z + ROUNDING_MAGIC) - ROUNDING_MAGIC;
-    let floor = nearest - if nearest > z { 1.0 } else { 0.0 };
-    let coin = f64::from(word) * (1.0 / 4_294_967_296.0);
-    floor + if coin < z - floor { 1.0 } else { 0.0 }
+    nearest - if nearest > z { 1.0 } else { 0.0 }
+}
+
+/// `(⌊z⌋, 2^16 · (z − ⌊z⌋))` for `z = x · gain`; both steps are exact in f64.
+#[inline(always)]
+fn split(x: f32, gain: f64) -> (f64, f64) {
+    let z = f64::from(x) * gain;
+    let floor = floor_of(z);
+    (floor, (z - floor) * COIN_HEAD)
+}
+
+/// `⌊z⌋ + 1` when the coin's head is below the rounding-up probability's head, else `⌊z⌋`;
+/// and 1 when the two heads tie (then the coin's further bits decide), else 0.
+#[inline(always)]
+fn round_one(x: f32, gain: f64, coin: u16) -> (f64, f64) {
+    let (floor, scaled) = split(x, gain);
+    let head = floor_of(scaled);
+    let coin = f64::from(coin);
+    let up = if coin < head { 1.0 } else { 0.0 };
+    (floor + up, if coin == head { 1.0 } else { 0.0 })
 }
 
 #[cfg(test)]
@@ -152,5 +231,35 @@ mod tests {
         assert!(b < 1000.0 + 32.0 && b > 1000.0);
         // No conditioning: deterministic c + √n.
         assert_eq!(rounded_norm_bound(10.0, 16, 0.0), 14.0);
+    }
+
+    #[test]
+    fn coin_heads_decide_and_ties_draw_the_exact_rest() {
+        // z = 3 + (32768 + 1/4) / 2^16: rounds up with probability 1/2 + 2^-18.
+        let z = 3.0 + (32_768.25 / COIN_HEAD);
+        let n = 40_000;
+        let input = vec![z as f32; n];
+        assert_eq!(f64::from(input[0]), z, "z is exact in f32");
+        let mut out = vec![0u32; n];
+        let mut coins = vec![0u8; COIN_BYTES * n];
+        for (i, c) in coins.chunks_exact_mut(COIN_BYTES).enumerate() {
+            // Below, tied with and above the probability's head.
+            let head: u16 = [32_767, 32_768, 32_769][i % 3];
+            c.copy_from_slice(&head.to_le_bytes());
+        }
+        let (norm, tied) = round_chunk(&input, 1.0, &coins, &mut out);
+        assert!(tied);
+        let down_or_up = |v: u32| v == 3 || v == 4;
+        assert!(out.iter().all(|&v| down_or_up(v)));
+        let mut stream = Keystream::new(&[4; 32], &[0; 12]);
+        let growth = settle_ties(&input, 1.0, &coins, &mut out, &mut stream).unwrap();
+        let ups = |r: usize| (r..n).step_by(3).filter(|&i| out[i] == 4).count();
+        assert_eq!(ups(0), n.div_ceil(3), "coin head below: always up");
+        assert_eq!(ups(2), 0, "coin head above: always down");
+        // Ties: up with probability 1/4 (the rest of the probability below the head).
+        let tied_ups = ups(1) as f64 / (n / 3) as f64;
+        assert!((tied_ups - 0.25).abs() < 0.02, "{tied_ups}");
+        let total: f64 = out.iter().map(|&v| f64::from(v).powi(2)).sum();
+        assert_eq!(norm + growth, total);
     }
 }

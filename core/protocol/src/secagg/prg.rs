@@ -9,13 +9,12 @@
 //! accumulator block stays in L1 cache while each keystream adds into it, which keeps the
 //! masking stage close to the raw keystream cost (see BENCHMARKS.md).
 
-use chacha20::ChaCha20;
-use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use zeroize::Zeroizing;
 
 use super::SessionId;
 use super::crypto::digest;
 use super::error::{Error, Result};
+use crate::keystream::Keystream;
 
 /// Words per block of the fused expansion (16 KiB of keystream per stream and block).
 const BLOCK_WORDS: usize = 4096;
@@ -92,17 +91,17 @@ fn apply_masks_from(
     let too_long = |_| Error::InvalidParams("vector longer than a ChaCha20 keystream");
     let mut streams = Vec::with_capacity(masks.len());
     for (seed, sign) in masks {
-        let mut cipher = ChaCha20::new(&(**seed).into(), &(*nonce).into());
-        cipher
-            .try_seek(first_word as u64 * 4)
+        let mut stream = Keystream::new(seed, nonce);
+        stream
+            .seek(first_word as u64 * 4)
             .map_err(|_| Error::InvalidParams("mask offset beyond the keystream"))?;
-        streams.push((cipher, *sign));
+        streams.push((stream, *sign));
     }
     let mut buf = Zeroizing::new(vec![0u8; BLOCK_WORDS * 4]);
     for block in acc.chunks_mut(BLOCK_WORDS) {
         let bytes = &mut buf[..block.len() * 4];
-        for (cipher, sign) in &mut streams {
-            cipher.try_write_keystream(bytes).map_err(too_long)?;
+        for (stream, sign) in &mut streams {
+            stream.fill(bytes).map_err(too_long)?;
             combine(block, bytes, *sign);
         }
     }
@@ -129,21 +128,20 @@ fn combine(block: &mut [u32], keystream: &[u8], sign: Sign) {
 /// permutation). Not for secrets: its key is public (derived from the session id).
 #[derive(Debug)]
 pub struct PublicStream {
-    cipher: ChaCha20,
+    stream: Keystream,
 }
 
 impl PublicStream {
     /// A stream keyed by `key` with the all-zero nonce.
     pub fn new(key: [u8; 32]) -> Self {
         PublicStream {
-            cipher: ChaCha20::new(&key.into(), &[0u8; 12].into()),
+            stream: Keystream::new(&key, &[0u8; 12]),
         }
     }
 
     fn next_u64(&mut self) -> u64 {
-        let mut bytes = [0u8; 8];
-        self.cipher.apply_keystream(&mut bytes);
-        u64::from_le_bytes(bytes)
+        // A permutation of at most MAX_MEMBERS draws is nowhere near 256 GiB of keystream.
+        self.stream.next_u64().unwrap_or_default()
     }
 
     /// Uniform integer in `0..bound` (bound > 0) by rejection, so no modulo bias.
@@ -169,7 +167,9 @@ mod tests {
         let mut acc = vec![0u32; 10_000];
         apply_masks(&mut acc, &[(seed.clone(), Sign::Add)], &session).unwrap();
         let mut raw = vec![0u8; 40_000];
-        ChaCha20::new(&[7u8; 32].into(), &session_nonce(&session).into()).apply_keystream(&mut raw);
+        Keystream::new(&[7u8; 32], &session_nonce(&session))
+            .fill(&mut raw)
+            .unwrap();
         let expect: Vec<u32> = raw
             .chunks_exact(4)
             .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
