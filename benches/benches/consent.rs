@@ -15,6 +15,11 @@
 //!   history. Warm: the history read under the grant is reused (grant check, history stamp,
 //!   user solve, scoring); cold: the cache is dropped first, so each call also mints a grant,
 //!   reads and decrypts the history through the gate, logs the read and keeps the local state.
+//! - `open/device_100` vs `open/device_10000`: `Device::open` (store and device) over a log
+//!   of 100 vs 10 000 entries, each followed by a signed checkpoint; opening resumes from the
+//!   store's verified mark, so the two should take the same time. Floors in the same run:
+//!   `open/floor_store_only_100` and `_10000` (the store alone) and `open/full_verify_10000`
+//!   (a full verification of the large log, which every open used to run).
 //! - `receipt/verify` vs `receipt/floor_ed25519_verify`: verifying a consent receipt (parse
 //!   checks, canonical bytes, Ed25519, terms hash) vs one raw Ed25519 verification of a
 //!   message of the same length.
@@ -50,21 +55,64 @@ use ring::signature::{ED25519, UnparsedPublicKey};
 const NOW: i64 = 1_780_000_000_000;
 
 fn device(dir: &std::path::Path) -> Device {
-    let clock = Arc::new(FakeClock::new(NOW));
-    let keystore = Arc::new(InMemoryKeyStore::new(Box::new(ChaCha20Rng::seed_from_u64(
-        1,
-    ))));
-    let store = Store::open_with_rng(
-        dir,
-        keystore,
-        StoreConfig::default(),
-        clock.clone(),
-        Box::new(ChaCha20Rng::seed_from_u64(2)),
-    )
-    .expect("store");
+    Opener::new(dir).open()
+}
+
+/// A device's files and the keys and anchor kept outside them, to open it again and again.
+struct Opener {
+    dir: std::path::PathBuf,
+    keystore: Arc<InMemoryKeyStore>,
+    anchor: Arc<MemoryAnchorStore>,
+    clock: Arc<FakeClock>,
+    /// A fresh RNG seed per open (nonces are never replayed under one key).
+    opens: AtomicU64,
+}
+
+impl Opener {
+    fn new(dir: &std::path::Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            keystore: Arc::new(InMemoryKeyStore::new(Box::new(ChaCha20Rng::seed_from_u64(
+                1,
+            )))),
+            anchor: Arc::new(MemoryAnchorStore::default()),
+            clock: Arc::new(FakeClock::new(NOW)),
+            opens: AtomicU64::new(2),
+        }
+    }
+
+    fn rng(&self) -> Box<ChaCha20Rng> {
+        let seed = self.opens.fetch_add(1, Ordering::Relaxed);
+        Box::new(ChaCha20Rng::seed_from_u64(seed << 8))
+    }
+
+    fn store(&self) -> Store {
+        Store::open_with_rng(
+            &self.dir,
+            self.keystore.clone(),
+            StoreConfig::default(),
+            self.clock.clone(),
+            self.rng(),
+        )
+        .expect("store")
+    }
+
+    fn open(&self) -> Device {
+        Device::open(
+            Arc::new(self.store()),
+            device_config(),
+            self.anchor.clone(),
+            self.clock.clone(),
+            self.rng(),
+        )
+        .expect("device")
+    }
+}
+
+fn device_config() -> DeviceConfig {
     let registry = PurposeRegistry::with_builtins();
     let notice = Notice::new("bench", 1, "en", "Bench notice.", &registry).expect("notice");
-    let config = DeviceConfig {
+    DeviceConfig {
         context: RecordContext {
             subject_ref: "bench".into(),
             controller: Controller {
@@ -77,15 +125,64 @@ fn device(dir: &std::path::Path) -> Device {
         registry,
         notice,
         renewal_window_days: 30,
+    }
+}
+
+/// A device whose audit log holds `entries` entries, each followed by a signed checkpoint
+/// (as every audited SDK call does), closed.
+fn device_with_log(dir: &std::path::Path, entries: u64) -> Opener {
+    let opener = Opener::new(dir);
+    let d = opener.open();
+    let mut rows = d.verify_audit_log().expect("verify").log_size;
+    while rows < entries {
+        d.store()
+            .append_audit(AuditEvent::Read {
+                purpose: PurposeId::personalization(),
+                component: "recommender".into(),
+                categories: vec![],
+                rows,
+            })
+            .expect("append");
+        d.checkpoint().expect("checkpoint");
+        rows += 1;
+    }
+    drop(d);
+    // One open after the log grew, as an app's next launch: it verifies the new entries and
+    // leaves the mark at the head.
+    drop(opener.open());
+    opener
+}
+
+/// `Device::open` (store and device) over logs of 100 and 10 000 entries: flat when the open
+/// resumes from the verified mark. Floors in the same run: opening the store alone, and what
+/// a full verification of the 10 000-entry log costs on top (what every open used to do).
+fn bench_open(c: &mut Criterion) {
+    // On a RAM file system when there is one: building the large log is 20 000 durable
+    // commits, and the open itself should not be timed against a shared disk.
+    let scratch = || {
+        tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .expect("tempdir")
     };
-    Device::open(
-        Arc::new(store),
-        config,
-        Arc::new(MemoryAnchorStore::default()),
-        clock,
-        Box::new(ChaCha20Rng::seed_from_u64(3)),
-    )
-    .expect("device")
+    let (small_dir, large_dir) = (scratch(), scratch());
+    let small = device_with_log(small_dir.path(), 100);
+    let large = device_with_log(large_dir.path(), 10_000);
+    let mut g = c.benchmark_group("open");
+    for (name, opener) in [("device_100", &small), ("device_10000", &large)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let d = opener.open();
+                assert!(d.open_verification().is_intact());
+            })
+        });
+    }
+    g.bench_function("floor_store_only_100", |b| b.iter(|| small.store()));
+    g.bench_function("floor_store_only_10000", |b| b.iter(|| large.store()));
+    let d = large.open();
+    g.bench_function("full_verify_10000", |b| {
+        b.iter(|| assert!(d.verify_audit_log().expect("verify").is_intact()))
+    });
+    g.finish();
 }
 
 fn bench_grants(c: &mut Criterion) {
@@ -284,6 +381,6 @@ criterion_group! {
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2))
         .sample_size(20);
-    targets = bench_grants, bench_audit, bench_recommend
+    targets = bench_grants, bench_audit, bench_recommend, bench_open
 }
 criterion_main!(benches);

@@ -11,12 +11,20 @@
 //!    (the [`AnchorStore`]): restoring an older copy of the database brings back older,
 //!    validly signed checkpoints, but the anchor remembers the newer tree
 //!    ([`AuditViolation::RolledBack`]).
+//!
+//! Opening a device does not re-read the whole log: the store keeps a sealed mark of how far
+//! the log was verified (see `covey_store::AuditTail`), vouched for by the signed checkpoint
+//! it was written after, and [`verify_tail`] checks only what was appended since, against the
+//! same checkpoints and anchor. [`verify_log`] (`Device::verify_audit_log`) still reads
+//! everything, which is what finds tampering before the mark.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+use covey_store::AuditTail;
 
 use crate::audit_entry::AuditEntry;
 use crate::error::{Error, Result};
@@ -161,7 +169,7 @@ pub enum AuditViolation {
 }
 
 /// The outcome of verifying the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
     /// Entries in the log.
     pub log_size: u64,
@@ -175,6 +183,28 @@ pub struct AuditReport {
     pub unsigned_tail: u64,
     /// Everything found wrong; empty when the log is intact.
     pub violations: Vec<AuditViolation>,
+    /// How much of the log this verification read.
+    #[serde(default)]
+    pub scope: VerifyScope,
+}
+
+/// How much of the audit log a verification read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyScope {
+    /// Every entry, checkpoint and the anchor.
+    #[default]
+    Full,
+    /// The entries from index `from` on, the checkpoints stored since and the anchor; the
+    /// entries before were verified earlier (the store's verified mark, whose root a checkpoint
+    /// signed by this device vouches for).
+    FromMark {
+        /// Entries taken from the mark.
+        from: u64,
+    },
+    /// Everything, because the stored mark did not open, or did not match the log or the
+    /// checkpoint it was written after (a damaged or forged mark is only a lost shortcut).
+    FullAfterBadMark,
 }
 
 impl AuditReport {
@@ -192,49 +222,130 @@ pub fn verify_log(
     anchor: Option<&[u8]>,
     public_key: &[u8],
 ) -> AuditReport {
+    let whole = Verified {
+        range: CompactRange::new(),
+        checkpoints: 0,
+    };
+    verify_from(&whole, entries, checkpoints, anchor, public_key)
+}
+
+/// Verifies only the part of the log after the store's verified mark: the entries and
+/// checkpoints appended since, and the anchor. `None` when the mark cannot be relied on (its
+/// checkpoint is missing, not signed by `public_key` or over another tree, or the anchor is
+/// older than the mark, so the tail alone cannot show it is not forked): verify the whole log
+/// then.
+pub fn verify_tail(
+    tail: &AuditTail,
+    anchor: Option<&[u8]>,
+    public_key: &[u8],
+) -> Option<AuditReport> {
+    let from = tail.range.size();
+    let vouched = open_checkpoint(&tail.mark_checkpoint, public_key)
+        .is_some_and(|(cp, root)| cp.tree_size == from && root == tail.range.root());
+    let anchor_behind = anchor
+        .and_then(|a| open_checkpoint(a, public_key))
+        .is_some_and(|(cp, _)| cp.tree_size < from);
+    if !vouched || anchor_behind {
+        return None;
+    }
+    let entries: Vec<StoredEntry> = tail
+        .entries
+        .iter()
+        .map(|r| StoredEntry {
+            position: r.position,
+            bytes: r.bytes.clone(),
+        })
+        .collect();
+    let verified = Verified {
+        range: tail.range.clone(),
+        checkpoints: tail.checkpoints_before,
+    };
+    let mut report = verify_from(&verified, &entries, &tail.checkpoints, anchor, public_key);
+    report.scope = VerifyScope::FromMark { from };
+    Some(report)
+}
+
+/// What a verification takes as already verified: the tree over the first entries and the
+/// number of checkpoints stored up to there (both empty for a full verification).
+struct Verified {
+    range: CompactRange,
+    checkpoints: u64,
+}
+
+/// Verifies `entries` (the log after `verified`) and `checkpoints` (those stored after
+/// `verified`'s) and the anchor.
+fn verify_from(
+    verified: &Verified,
+    entries: &[StoredEntry],
+    checkpoints: &[Vec<u8>],
+    anchor: Option<&[u8]>,
+    public_key: &[u8],
+) -> AuditReport {
+    let from = verified.range.size();
     let mut violations = Vec::new();
-    let leaves = leaf_hashes(entries, &mut violations);
-    let log_size = leaves.len() as u64;
+    let leaves = leaf_hashes(from, entries, &mut violations);
+    let log_size = from + leaves.len() as u64;
     let mut signed = Vec::new();
-    let mut previous = 0u64;
-    for (pos, bytes) in checkpoints.iter().enumerate() {
-        let position = pos as u64;
-        match SignedCheckpoint::decode(bytes).and_then(|c| c.verify(public_key).map(|r| (c, r))) {
-            Ok((cp, root)) => {
+    let mut previous = from;
+    for (i, bytes) in checkpoints.iter().enumerate() {
+        let position = verified.checkpoints + i as u64;
+        match open_checkpoint(bytes, public_key) {
+            Some((cp, root)) => {
                 if cp.tree_size < previous {
                     violations.push(AuditViolation::CheckpointsOutOfOrder { position });
                 }
                 previous = previous.max(cp.tree_size);
                 signed.push((cp.tree_size, root));
             }
-            Err(_) => violations.push(AuditViolation::BadCheckpoint { position }),
+            None => violations.push(AuditViolation::BadCheckpoint { position }),
         }
     }
-    check_roots(&leaves, &signed, &mut violations);
+    check_roots(&verified.range, &leaves, &signed, &mut violations);
     let anchored_size = check_anchor(
+        &verified.range,
         &leaves,
         anchor,
         public_key,
-        !signed.is_empty(),
+        from > 0 || !signed.is_empty(),
         &mut violations,
     );
-    let checkpoint_size = signed.iter().map(|(s, _)| *s).max().unwrap_or(0);
+    let checkpoint_size = signed.iter().map(|(s, _)| *s).fold(from, u64::max);
     AuditReport {
         log_size,
-        root: hex::encode(merkle::root(&leaves)),
+        root: hex::encode(extended(&verified.range, &leaves).root()),
         checkpoint_size,
         anchored_size,
         unsigned_tail: log_size.saturating_sub(checkpoint_size),
         violations,
+        scope: VerifyScope::Full,
     }
 }
 
-fn leaf_hashes(entries: &[StoredEntry], violations: &mut Vec<AuditViolation>) -> Vec<Hash> {
+/// A stored checkpoint decoded and its signature checked: the checkpoint and the root it signs.
+fn open_checkpoint(bytes: &[u8], public_key: &[u8]) -> Option<(SignedCheckpoint, Hash)> {
+    let cp = SignedCheckpoint::decode(bytes).ok()?;
+    let root = cp.verify(public_key).ok()?;
+    Some((cp, root))
+}
+
+/// `range` with `leaves` appended.
+fn extended(range: &CompactRange, leaves: &[Hash]) -> CompactRange {
+    let mut out = range.clone();
+    leaves.iter().for_each(|l| out.push(*l));
+    out
+}
+
+/// Leaf hashes of `entries`, the log's rows from position `from` on.
+fn leaf_hashes(
+    from: u64,
+    entries: &[StoredEntry],
+    violations: &mut Vec<AuditViolation>,
+) -> Vec<Hash> {
     entries
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let position = i as u64;
+            let position = from + i as u64;
             match e.bytes.as_deref().map(|b| (b, AuditEntry::decode(b))) {
                 Some((bytes, Ok(entry))) => {
                     if entry.index != position {
@@ -256,11 +367,19 @@ fn leaf_hashes(entries: &[StoredEntry], violations: &mut Vec<AuditViolation>) ->
         .collect()
 }
 
-fn check_roots(leaves: &[Hash], signed: &[(u64, Hash)], violations: &mut Vec<AuditViolation>) {
-    let log_size = leaves.len() as u64;
-    let mut sizes: Vec<&(u64, Hash)> = signed.iter().collect();
+/// Checks each signed root against the tree over `verified` and then `leaves`. Checkpoints
+/// smaller than `verified` are already reported out of order and are not re-checked.
+fn check_roots(
+    verified: &CompactRange,
+    leaves: &[Hash],
+    signed: &[(u64, Hash)],
+    violations: &mut Vec<AuditViolation>,
+) {
+    let from = verified.size();
+    let log_size = from + leaves.len() as u64;
+    let mut sizes: Vec<&(u64, Hash)> = signed.iter().filter(|(s, _)| *s >= from).collect();
     sizes.sort_by_key(|(s, _)| *s);
-    let mut acc = CompactRange::new();
+    let mut acc = verified.clone();
     let mut next = 0usize;
     for (size, root) in sizes {
         if *size > log_size {
@@ -270,7 +389,7 @@ fn check_roots(leaves: &[Hash], signed: &[(u64, Hash)], violations: &mut Vec<Aud
             });
             continue;
         }
-        while (acc.size()) < *size {
+        while acc.size() < *size {
             acc.push(leaves[next]);
             next += 1;
         }
@@ -281,6 +400,7 @@ fn check_roots(leaves: &[Hash], signed: &[(u64, Hash)], violations: &mut Vec<Aud
 }
 
 fn check_anchor(
+    verified: &CompactRange,
     leaves: &[Hash],
     anchor: Option<&[u8]>,
     public_key: &[u8],
@@ -293,19 +413,22 @@ fn check_anchor(
         }
         return None;
     };
-    let Ok((cp, root)) =
-        SignedCheckpoint::decode(bytes).and_then(|c| c.verify(public_key).map(|r| (c, r)))
-    else {
+    let Some((cp, root)) = open_checkpoint(bytes, public_key) else {
         violations.push(AuditViolation::AnchorInvalid);
         return None;
     };
-    let log_size = leaves.len() as u64;
+    let from = verified.size();
+    let log_size = from + leaves.len() as u64;
     if cp.tree_size > log_size {
         violations.push(AuditViolation::RolledBack {
             anchored_size: cp.tree_size,
             log_size,
         });
-    } else if merkle::root(&leaves[..cp.tree_size as usize]) != root {
+    } else if cp.tree_size < from
+        || extended(verified, &leaves[..(cp.tree_size - from) as usize]).root() != root
+    {
+        // (An anchor behind the verified part cannot be checked here; `verify_tail` sends
+        // that case to a full verification, where `from` is 0.)
         violations.push(AuditViolation::ForkedFromAnchor {
             anchored_size: cp.tree_size,
         });

@@ -17,11 +17,13 @@ use covey_store::consent::{
 };
 use covey_store::grant::{FederatedTraining, Grant, HostGrant, Purpose, PurposeGrant};
 use covey_store::ledger::TermsInForce;
-use covey_store::{Clock, EraseReport, ExportDocument, KeyMaterial, Store, StoreRng, merkle};
+use covey_store::{
+    AuditMarkStatus, Clock, EraseReport, ExportDocument, KeyMaterial, Store, StoreRng, merkle,
+};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::audit::{AnchorStore, AuditReport, StoredEntry, verify_log};
+use crate::audit::{AnchorStore, AuditReport, StoredEntry, VerifyScope, verify_log, verify_tail};
 use crate::error::{Error, Result};
 use crate::notice::{Notice, Prompt, prompts_needed};
 use crate::privacy::{PrivacySummary, summarize};
@@ -111,6 +113,8 @@ pub struct Device {
     log_trusted: AtomicBool,
     /// Serializes checkpointing (sign, store, anchor) so anchors only move forward.
     checkpointing: Mutex<()>,
+    /// What the verification at open found.
+    opened: AuditReport,
     /// The recommender's model and in-memory state (see [`crate::personalize`]).
     pub(crate) personalizer: crate::personalize::Personalizer,
 }
@@ -130,6 +134,12 @@ impl Device {
     /// `config.notice` in force, records expiries that happened while closed, verifies the
     /// audit log against its checkpoints and the `anchor`, and checkpoints.
     ///
+    /// Verification at open reads only the entries appended since the log was last verified
+    /// (the store's sealed mark, which a signed checkpoint vouches for), so opening takes the
+    /// same time however long the log grows; a missing, damaged or mismatched mark means the
+    /// whole log is read (see [`Device::open_verification`]). [`Device::verify_audit_log`]
+    /// always reads everything.
+    ///
     /// If the audit log does not verify (edited, truncated, or the database rolled back to an
     /// older snapshot, which could undo a withdrawal), the device still opens, but it issues
     /// no grant and signs no checkpoint until [`Device::erase_all`].
@@ -142,7 +152,7 @@ impl Device {
     ) -> Result<Self> {
         check_config(&config, &store)?;
         let key = load_or_create_key(&store, clock.now_ms(), &mut rng)?;
-        let device = Self {
+        let mut device = Self {
             store,
             registry: config.registry,
             notice: config.notice,
@@ -154,18 +164,47 @@ impl Device {
             renewal_window_ms: i64::from(config.renewal_window_days) * DAY_MS,
             log_trusted: AtomicBool::new(true),
             checkpointing: Mutex::new(()),
+            opened: AuditReport::default(),
             personalizer: Default::default(),
         };
-        let report = device.verify_audit_log()?;
-        if !report.is_intact() {
-            // The database may have been rolled back past a withdrawal: fail closed.
-            device.log_trusted.store(false, Ordering::SeqCst);
-            device.store.suspend_grants();
+        device.opened = device.verify_at_open()?;
+        if !device.opened.is_intact() {
+            device.distrust_log();
         }
         device.put_notice_in_force()?;
         device.expire_lapsed()?;
-        device.checkpoint()?;
+        if device.checkpoint()?.is_some() {
+            // Verified up to where it was opened, and written by this device since, up to
+            // the checkpoint just signed: the next open starts here.
+            device.store.mark_audit_verified()?;
+        }
         Ok(device)
+    }
+
+    /// Verification at open: from the store's verified mark when it resumed from one, else
+    /// (no mark, or one that does not hold) the whole log.
+    fn verify_at_open(&self) -> Result<AuditReport> {
+        let bad_mark = match self.store.audit_tail()? {
+            Some(tail) => {
+                let anchor = self.anchor.load()?;
+                match verify_tail(&tail, anchor.as_deref(), self.key.public_key()) {
+                    Some(report) => return Ok(report),
+                    None => true,
+                }
+            }
+            None => self.store.audit_mark_status() == AuditMarkStatus::Rejected,
+        };
+        let mut report = self.verify_audit_log()?;
+        if bad_mark {
+            report.scope = VerifyScope::FullAfterBadMark;
+        }
+        Ok(report)
+    }
+
+    /// What the verification of the audit log at open found, and how much of the log it
+    /// read ([`AuditReport::scope`]).
+    pub fn open_verification(&self) -> &AuditReport {
+        &self.opened
     }
 
     fn put_notice_in_force(&self) -> Result<()> {
@@ -456,9 +495,8 @@ impl Device {
         let cp = SignedCheckpoint::sign(&self.key, size, &root, self.clock.now_ms());
         let latest = self
             .store
-            .checkpoints()?
-            .last()
-            .and_then(|b| SignedCheckpoint::decode(b).ok());
+            .latest_checkpoint()?
+            .and_then(|b| SignedCheckpoint::decode(&b).ok());
         if latest
             .as_ref()
             .is_none_or(|l| l.tree_size != size || l.root != cp.root)
@@ -470,10 +508,22 @@ impl Device {
         Ok(Some(cp))
     }
 
-    /// Verifies the audit log: every entry opens and sits where it was written, every stored
-    /// checkpoint is signed by this device and matches the entries, and the anchor kept
-    /// outside the database is not ahead of it (no rollback) nor forked from it.
+    /// Fails closed after tampering was found: the database may have been rolled back past a
+    /// withdrawal, so no grant is issued and nothing is signed until [`Device::erase_all`].
+    fn distrust_log(&self) {
+        self.log_trusted.store(false, Ordering::SeqCst);
+        self.store.suspend_grants();
+    }
+
+    /// Verifies the whole audit log: every entry opens and sits where it was written, every
+    /// stored checkpoint is signed by this device and matches the entries, and the anchor
+    /// kept outside the database is not ahead of it (no rollback) nor forked from it. This
+    /// also finds tampering before the point the verification at open started from; a log
+    /// that does not verify makes the device fail closed, as at open.
     pub fn verify_audit_log(&self) -> Result<AuditReport> {
+        // No checkpoint or anchor moves while the log is read: rows, checkpoints and anchor
+        // are then one consistent state, and a report of tampering is never a race.
+        let _guard = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
         let rows: Vec<StoredEntry> = self
             .store
             .audit_rows()?
@@ -485,12 +535,16 @@ impl Device {
             .collect();
         let checkpoints = self.store.checkpoints()?;
         let anchor = self.anchor.load()?;
-        Ok(verify_log(
+        let report = verify_log(
             &rows,
             &checkpoints,
             anchor.as_deref(),
             self.key.public_key(),
-        ))
+        );
+        if !report.is_intact() {
+            self.distrust_log();
+        }
+        Ok(report)
     }
 
     /// The audit entries, decoded (rows that do not open are skipped; see

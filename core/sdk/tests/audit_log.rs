@@ -1,13 +1,15 @@
 //! The audit log on a real database file: an untouched log verifies; modifying, deleting,
 //! reordering or inserting entries, truncating the log, or rolling the database file back to
-//! an older snapshot is detected. A tampered log is never re-signed.
+//! an older snapshot is detected. A tampered log is never re-signed. Opening verifies only what
+//! was appended since the last open (the store's verified mark); the full verification still
+//! finds tampering before it, and a damaged mark only costs a full verification.
 
 mod common;
 
 use std::path::Path;
 
 use common::{Fixture, T0, config, purchase};
-use covey_sdk::audit::{AuditReport, AuditViolation};
+use covey_sdk::audit::{AuditReport, AuditViolation, VerifyScope};
 use covey_sdk::audit_entry::{AuditEvent, NoiseParams, UploadRecord};
 use covey_sdk::consent::{ConsentEventKind, PurposeId};
 use covey_sdk::grant::{FederatedTraining, Personalization};
@@ -308,6 +310,169 @@ fn rollback_to_an_older_database_snapshot_is_detected() {
         )
         .expect("give again");
     assert!(fx.device().grant::<Personalization>("recommender").is_ok());
+}
+
+/// Closes the device and its store, reopens both from disk, and returns what the verification
+/// at open found.
+fn reopened(fx: &mut Fixture) -> AuditReport {
+    fx.close();
+    fx.reopen(config(PurposeRegistry::with_builtins(), 1))
+        .expect("reopen");
+    fx.device().open_verification().clone()
+}
+
+/// Flips the last byte of the sealed value of row `id` of `table`.
+fn flip(c: &Connection, table: &str, id: i64) {
+    let mut blob: Vec<u8> = c
+        .query_row(
+            &format!("SELECT sealed FROM {table} WHERE id = ?1"),
+            [id],
+            |r| r.get(0),
+        )
+        .expect("row");
+    let last = blob.len() - 1;
+    blob[last] ^= 0x01;
+    c.execute(
+        &format!("UPDATE {table} SET sealed = ?1 WHERE id = ?2"),
+        rusqlite::params![blob, id],
+    )
+    .expect("update");
+}
+
+fn mark_row(c: &Connection) -> i64 {
+    c.query_row("SELECT id FROM audit_mark", [], |r| r.get(0))
+        .expect("a verified mark is stored")
+}
+
+#[test]
+fn opening_verifies_only_what_was_appended_since_the_last_open() {
+    let mut fx = busy_fixture();
+    // The mark written at the fixture's first open covers its first entries; the busy
+    // session's entries are read at this open.
+    let first = reopened(&mut fx);
+    assert!(first.is_intact(), "{:?}", first.violations);
+    let VerifyScope::FromMark { from } = first.scope else {
+        panic!("verified from the start: {:?}", first.scope);
+    };
+    assert!(
+        0 < from && from < first.log_size,
+        "{from} of {}",
+        first.log_size
+    );
+    // Nothing was appended since: the next open reads no entry, and agrees with a full check.
+    let second = reopened(&mut fx);
+    assert_eq!(
+        second.scope,
+        VerifyScope::FromMark {
+            from: second.log_size
+        }
+    );
+    assert!(second.is_intact());
+    let full = fx.device().verify_audit_log().expect("verify");
+    assert_eq!(full.scope, VerifyScope::Full);
+    assert_eq!((full.root, full.log_size), (second.root, second.log_size));
+    assert!(fx.device().grant::<Personalization>("recommender").is_ok());
+}
+
+#[test]
+fn tampering_after_the_mark_is_detected_at_open() {
+    let mut fx = busy_fixture();
+    reopened(&mut fx);
+    // The member withdraws after the last open ...
+    fx.device()
+        .decide(
+            &PurposeId::personalization(),
+            ConsentEventKind::Withdrawn,
+            1,
+            "privacy_center",
+        )
+        .expect("withdraw");
+    fx.close();
+    // ... and someone edits that entry.
+    let db = sql(fx.dir.path());
+    let ids = audit_ids(&db);
+    flip(&db, "audit_log", ids[ids.len() - 1]);
+    drop(db);
+    let report = reopened(&mut fx);
+    assert!(
+        matches!(report.scope, VerifyScope::FromMark { .. }),
+        "{:?}",
+        report.scope
+    );
+    assert_unreadable(&report, ids.len() as u64 - 1);
+    assert!(fx.device().checkpoint().expect("checkpoint").is_none());
+    assert!(fx.device().grant::<Personalization>("recommender").is_err());
+}
+
+#[test]
+fn tampering_before_the_mark_is_found_by_the_full_verification() {
+    let mut fx = busy_fixture();
+    reopened(&mut fx);
+    fx.close();
+    let db = sql(fx.dir.path());
+    flip(&db, "audit_log", audit_ids(&db)[2]);
+    drop(db);
+    // Opening reads only what came after the mark (nothing here) ...
+    let at_open = reopened(&mut fx);
+    assert!(matches!(at_open.scope, VerifyScope::FromMark { .. }));
+    assert!(at_open.is_intact());
+    // ... the full verification reads everything, finds the edit, and fails closed.
+    let full = fx.device().verify_audit_log().expect("verify");
+    assert_unreadable(&full, 2);
+    assert!(fx.device().checkpoint().expect("checkpoint").is_none());
+    assert!(fx.device().grant::<Personalization>("recommender").is_err());
+}
+
+#[test]
+fn a_damaged_mark_is_detected_and_the_whole_log_is_verified_instead() {
+    let mut fx = busy_fixture();
+    reopened(&mut fx);
+    fx.close();
+    let db = sql(fx.dir.path());
+    flip(&db, "audit_mark", mark_row(&db));
+    drop(db);
+    let report = reopened(&mut fx);
+    assert_eq!(report.scope, VerifyScope::FullAfterBadMark);
+    assert!(report.is_intact(), "{:?}", report.violations);
+    // A fresh mark is written over the verified log: the next open resumes again.
+    assert!(matches!(
+        reopened(&mut fx).scope,
+        VerifyScope::FromMark { .. }
+    ));
+    // With the mark damaged, an edit anywhere is found at open.
+    fx.close();
+    let db = sql(fx.dir.path());
+    flip(&db, "audit_mark", mark_row(&db));
+    flip(&db, "audit_log", audit_ids(&db)[2]);
+    drop(db);
+    let report = reopened(&mut fx);
+    assert_eq!(report.scope, VerifyScope::FullAfterBadMark);
+    assert_unreadable(&report, 2);
+    assert!(fx.device().grant::<Personalization>("recommender").is_err());
+}
+
+#[test]
+fn a_mark_without_its_signed_checkpoint_is_not_relied_on() {
+    let mut fx = busy_fixture();
+    reopened(&mut fx);
+    fx.close();
+    // The checkpoint the mark was written after is the last one stored.
+    let db = sql(fx.dir.path());
+    let last: i64 = db
+        .query_row("SELECT MAX(id) FROM audit_checkpoints", [], |r| r.get(0))
+        .expect("checkpoints");
+    flip(&db, "audit_checkpoints", last);
+    drop(db);
+    let report = reopened(&mut fx);
+    assert_eq!(report.scope, VerifyScope::FullAfterBadMark);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| matches!(v, AuditViolation::BadCheckpoint { .. })),
+        "{:?}",
+        report.violations
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::audit_entry::{AuditEntry, AuditEvent};
+use crate::audit_mark::AuditTree;
 use crate::clock::Clock;
 use crate::consent::{
     ANALYTICS, ConsentEventKind, ConsentRecord, DataCategory, FEDERATED_TRAINING, NoticeRef,
@@ -31,7 +32,7 @@ use crate::consent::{
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::grant::{ConsentLedger, Grant, HostGrant, Purpose, PurposeGrant};
-use crate::merkle::{self, CompactRange, Hash};
+use crate::merkle::{self, Hash};
 use crate::read::HistoryQuery;
 use crate::records::name_of;
 use crate::retention::RetentionPolicy;
@@ -73,7 +74,7 @@ const MAX_CHECKPOINT_LEN: usize = 1024;
 
 /// Leaf standing in for an audit row that does not open: any signed root over the original
 /// row then mismatches.
-const UNREADABLE_LEAF: &[u8] = b"covey.audit.unreadable";
+pub(crate) const UNREADABLE_LEAF: &[u8] = b"covey.audit.unreadable";
 
 /// The notice in force and the material terms of each purpose it covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,11 +119,6 @@ pub(crate) struct LedgerState {
     audit: Mutex<AuditTree>,
 }
 
-#[derive(Debug, Default)]
-struct AuditTree {
-    range: CompactRange,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every mutation of this state happens after its SQL commit, in one step: a panic in
     // between cannot leave it half-updated, so a poisoned lock is safe to reuse.
@@ -139,7 +135,7 @@ impl LedgerState {
         let mut records = Vec::new();
         let mut poisoned = false;
         let mut terms = None;
-        let mut range = CompactRange::new();
+        let mut audit = AuditTree::default();
         if schema_version >= CONSENT_EVENTS.schema_version {
             tx.scan_opened(&CONSENT_EVENTS, |_, plain| {
                 match plain.and_then(|p| ConsentRecord::decode(&p)) {
@@ -154,11 +150,7 @@ impl LedgerState {
                 terms = plain.and_then(|p| TermsInForce::decode(&p));
                 Ok(())
             })?;
-            tx.scan_opened(&AUDIT_LOG, |_, plain| {
-                let leaf = plain.as_ref().map_or(UNREADABLE_LEAF, |p| p.as_slice());
-                range.push(merkle::leaf_hash(leaf));
-                Ok(())
-            })?;
+            audit = AuditTree::load(tx, schema_version)?;
         }
         let in_force = terms
             .as_ref()
@@ -171,8 +163,13 @@ impl LedgerState {
         Ok(Self {
             consent: Mutex::new(ledger),
             terms: Mutex::new(terms),
-            audit: Mutex::new(AuditTree { range }),
+            audit: Mutex::new(audit),
         })
+    }
+
+    /// The audit tree; its lock orders audit and checkpoint appends.
+    pub(crate) fn audit(&self) -> MutexGuard<'_, AuditTree> {
+        lock(&self.audit)
     }
 
     /// Forgets everything after an erase; outstanding grants stop working.
@@ -183,16 +180,21 @@ impl LedgerState {
     }
 }
 
-/// Appends `event` to the audit log inside `tx`, as entry number `index`.
-fn insert_audit(tx: &mut WriteTx<'_>, index: u64, event: AuditEvent) -> Result<(AuditEntry, Hash)> {
+/// Appends `event` to the audit log inside `tx`, as entry number `index`; returns the entry,
+/// its row id and its leaf hash.
+fn insert_audit(
+    tx: &mut WriteTx<'_>,
+    index: u64,
+    event: AuditEvent,
+) -> Result<(AuditEntry, i64, Hash)> {
     let entry = AuditEntry {
         index,
         time_ms: tx.now_ms,
         event,
     };
     let bytes = entry.encode();
-    tx.insert(&AUDIT_LOG, &bytes)?;
-    Ok((entry, merkle::leaf_hash(&bytes)))
+    let row = tx.insert(&AUDIT_LOG, &bytes)?;
+    Ok((entry, row, merkle::leaf_hash(&bytes)))
 }
 
 impl Store {
@@ -206,14 +208,14 @@ impl Store {
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<(T, AuditEvent)>,
     ) -> Result<(T, AuditEntry)> {
-        let mut tree = lock(&self.ledger().audit);
+        let mut tree = self.ledger().audit();
         let index = tree.range.size();
-        let (out, entry, leaf) = self.write(|tx| {
+        let (out, entry, row, leaf) = self.write(|tx| {
             let (out, event) = f(tx)?;
-            let (entry, leaf) = insert_audit(tx, index, event)?;
-            Ok((out, entry, leaf))
+            let (entry, row, leaf) = insert_audit(tx, index, event)?;
+            Ok((out, entry, row, leaf))
         })?;
-        tree.range.push(leaf);
+        tree.push(row, leaf);
         Ok((out, entry))
     }
 
@@ -225,7 +227,7 @@ impl Store {
 
     /// Size and RFC 6962 root of the audit log as committed.
     pub fn audit_head(&self) -> (u64, Hash) {
-        let tree = lock(&self.ledger().audit);
+        let tree = self.ledger().audit();
         (tree.range.size(), tree.range.root())
     }
 
@@ -252,7 +254,20 @@ impl Store {
                 reason: "must be 1-1024 bytes",
             });
         }
-        self.write(|tx| tx.insert(&AUDIT_CHECKPOINTS, checkpoint).map(|_| ()))
+        let mut tree = self.ledger().audit();
+        let row = self.write(|tx| tx.insert(&AUDIT_CHECKPOINTS, checkpoint))?;
+        tree.checkpoint_appended(row);
+        Ok(())
+    }
+
+    /// The checkpoint stored last, if any (empty when it does not open); reads one row.
+    pub fn latest_checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        let row = self.ledger().audit().checkpoint_row();
+        self.read(|tx| {
+            Ok(tx
+                .get_opened(&AUDIT_CHECKPOINTS, row)?
+                .map(|plain| plain.map(|p| p.to_vec()).unwrap_or_default()))
+        })
     }
 
     /// Every stored checkpoint in append order (an unreadable one comes back empty, which no

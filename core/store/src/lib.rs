@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod audit_entry;
+mod audit_mark;
 mod catalog;
 mod cipher;
 mod clock;
@@ -80,6 +81,7 @@ mod sealed;
 mod store;
 mod write;
 
+pub use audit_mark::{AuditMarkStatus, AuditTail};
 pub use cipher::{MAX_SEALS_PER_KEY, StoreRng, os_rng};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use datakey::{EraseReport, KeyInfo, RotationReport};

@@ -314,6 +314,18 @@ impl CompactRange {
         self.size += 1;
     }
 
+    /// The perfect subtree roots, largest (leftmost) first: with [`CompactRange::size`], all
+    /// that is needed to resume appending (see [`CompactRange::from_peaks`]).
+    pub fn peaks(&self) -> &[Hash] {
+        &self.peaks
+    }
+
+    /// Resumes an accumulator from its size and peaks; `None` unless there is exactly one
+    /// peak per one bit of `size`.
+    pub fn from_peaks(size: u64, peaks: Vec<Hash>) -> Option<Self> {
+        (peaks.len() == size.count_ones() as usize).then_some(Self { size, peaks })
+    }
+
     /// The RFC 6962 root of all leaves appended so far.
     pub fn root(&self) -> Hash {
         let mut peaks = self.peaks.iter().rev();
@@ -327,6 +339,27 @@ impl CompactRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compact_range_resumed_from_its_peaks_continues_the_same_tree() {
+        let leaves = reference_leaves();
+        let mut whole = CompactRange::new();
+        for leaf in &leaves[..5] {
+            whole.push(*leaf);
+        }
+        let mut resumed = CompactRange::from_peaks(whole.size(), whole.peaks().to_vec())
+            .expect("peaks of a real range");
+        for leaf in &leaves[5..] {
+            whole.push(*leaf);
+            resumed.push(*leaf);
+        }
+        assert_eq!(resumed.root(), whole.root());
+        assert_eq!(resumed.root(), root(&leaves));
+        assert!(
+            CompactRange::from_peaks(5, vec![leaves[0]]).is_none(),
+            "5 needs two peaks"
+        );
+    }
 
     /// The leaves of the Certificate Transparency / transparency-dev reference test vectors.
     fn reference_leaves() -> Vec<Hash> {

@@ -39,6 +39,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/003_consent_audit.sql"),
         data: None,
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/004_audit_mark.sql"),
+        data: None,
+    },
 ];
 
 /// Schema version this build writes.

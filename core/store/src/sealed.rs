@@ -137,6 +137,7 @@ pub(crate) const SEALED_TABLES: &[&SealedTable] = &[
     &crate::ledger::CONSENT_TERMS,
     &crate::ledger::AUDIT_LOG,
     &crate::ledger::AUDIT_CHECKPOINTS,
+    &crate::audit_mark::AUDIT_MARK,
 ];
 
 /// The sealed tables that exist at `schema_version`.
@@ -147,12 +148,13 @@ pub(crate) fn tables_at(schema_version: u32) -> impl Iterator<Item = &'static Se
         .filter(move |t| t.schema_version <= schema_version)
 }
 
-/// Calls `f(row_id, sealed)` for each row of `table`, optionally only rows whose blind index
-/// equals `index`, in row-id order.
+/// Calls `f(row_id, sealed)` for each row of `table` with an id above `after`, optionally
+/// only rows whose blind index equals `index`, in row-id order.
 fn scan_raw(
     conn: &Connection,
     table: &SealedTable,
     index: Option<&[u8; BLIND_INDEX_LEN]>,
+    after: i64,
     mut f: impl FnMut(i64, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let mut visit = |row: &rusqlite::Row<'_>| -> Result<()> {
@@ -167,20 +169,23 @@ fn scan_raw(
     match index {
         Some(idx) => {
             let sql = format!(
-                "SELECT id, sealed FROM {} WHERE {} = ?1 ORDER BY id",
+                "SELECT id, sealed FROM {} WHERE {} = ?1 AND id > ?2 ORDER BY id",
                 table.name,
                 table.index_column()?
             );
             let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query([&idx[..]])?;
+            let mut rows = stmt.query(rusqlite::params![&idx[..], after])?;
             while let Some(row) = rows.next()? {
                 visit(row)?;
             }
         }
         None => {
-            let sql = format!("SELECT id, sealed FROM {} ORDER BY id", table.name);
+            let sql = format!(
+                "SELECT id, sealed FROM {} WHERE id > ?1 ORDER BY id",
+                table.name
+            );
             let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query([])?;
+            let mut rows = stmt.query([after])?;
             while let Some(row) = rows.next()? {
                 visit(row)?;
             }
@@ -363,7 +368,7 @@ impl<'a> WriteTx<'a> {
         table: &SealedTable,
         mut f: impl FnMut(i64, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        scan_raw(&self.tx, table, None, |id, blob| {
+        scan_raw(&self.tx, table, None, i64::MIN, |id, blob| {
             let plain = Zeroizing::new(self.cipher.open(&table.at(id), blob)?);
             f(id, &plain)
         })
@@ -426,7 +431,7 @@ impl<'a> ReadTx<'a> {
             Some(v) => Some(Indexers::default().index(self.cipher, table, v)?),
             None => None,
         };
-        scan_raw(self.conn, table, index.as_ref(), |id, blob| {
+        scan_raw(self.conn, table, index.as_ref(), i64::MIN, |id, blob| {
             let plain = Zeroizing::new(self.cipher.open(&table.at(id), blob)?);
             f(id, &plain)
         })
@@ -437,9 +442,20 @@ impl<'a> ReadTx<'a> {
     pub(crate) fn scan_opened(
         &self,
         table: &SealedTable,
+        f: impl FnMut(i64, Option<Zeroizing<Vec<u8>>>) -> Result<()>,
+    ) -> Result<()> {
+        self.scan_opened_after(table, i64::MIN, f)
+    }
+
+    /// [`ReadTx::scan_opened`] over the rows with an id above `after` only (the part of an
+    /// append-only table written since a known row).
+    pub(crate) fn scan_opened_after(
+        &self,
+        table: &SealedTable,
+        after: i64,
         mut f: impl FnMut(i64, Option<Zeroizing<Vec<u8>>>) -> Result<()>,
     ) -> Result<()> {
-        scan_raw(self.conn, table, None, |id, blob| {
+        scan_raw(self.conn, table, None, after, |id, blob| {
             f(
                 id,
                 self.cipher
@@ -465,6 +481,20 @@ impl<'a> ReadTx<'a> {
             Ok(())
         })?;
         Ok(found)
+    }
+}
+
+impl ReadTx<'_> {
+    /// Opens row `id` of `table`: `None` when there is no such row, `Some(None)` when it does
+    /// not authenticate.
+    pub(crate) fn get_opened(
+        &self,
+        table: &SealedTable,
+        id: i64,
+    ) -> Result<Option<Option<Zeroizing<Vec<u8>>>>> {
+        let sql = format!("SELECT sealed FROM {} WHERE id = ?1", table.name);
+        let blob: Option<Vec<u8>> = optional(self.conn.query_row(&sql, [id], |row| row.get(0)))?;
+        Ok(blob.map(|b| self.cipher.open(&table.at(id), &b).ok().map(Zeroizing::new)))
     }
 }
 
