@@ -5,6 +5,9 @@ Usage (see core/model/README.md):
     covey eval --synthetic --members 2000 --items 1000 --dim 32 --seed 1 --export DIR --json
     python crosscheck_implicit.py DIR --dim 32
 
+or, for a public dataset or the synthetic population with the table printed,
+`scripts/datasets/compare DATA_DIR|synthetic --dim 32` (see scripts/datasets/README.md).
+
 DIR holds train.csv / test.csv (user_id,item_id,timestamp,weight) and items.csv written by
 `covey eval --export`. Protocol as in covey-model's harness: one held-out item per member,
 full ranking over the catalog, the member's training items excluded, HR@10, NDCG@10,
