@@ -33,13 +33,7 @@ fn bench_optimizer(c: &mut Criterion) {
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    let adam = OptimizerConfig {
-        kind: OptimizerKind::Fedadam,
-        learning_rate: 0.05,
-        beta1: 0.9,
-        beta2: 0.99,
-        tau: 1e-3,
-    };
+    let adam = OptimizerConfig::new(OptimizerKind::Fedadam, 0.05);
     for d in DIMS {
         let (params, delta) = (vector(d, 1e-3), vector(d, 1e-4));
         let state = OptimizerState {
@@ -50,7 +44,7 @@ fn bench_optimizer(c: &mut Criterion) {
             b.iter(|| black_box(optimizer::fedavg(&params, &delta, 1.0).unwrap()))
         });
         group.bench_function(format!("fedadam/{d}"), |b| {
-            b.iter(|| black_box(optimizer::fedadam(&params, &state, &delta, &adam).unwrap()))
+            b.iter(|| black_box(optimizer::fedadam(&params, &state, &delta, &adam, 0.05).unwrap()))
         });
         // Floor: read two vectors, write one (FedAvg's traffic) with no arithmetic to speak
         // of. FedAdam's traffic is 7/3 of it.

@@ -45,6 +45,9 @@
 //! [optimizer]
 //! kind = "fedadam"      # or "fedavg"
 //! learning_rate = 0.05
+//! schedule = "linear"   # optional: "constant" (default), "linear" or "cosine" decay
+//! decay_rounds = 20     # completed rounds over which the rate falls (not for constant)
+//! final_fraction = 0.1  # the rate after them, as a fraction of learning_rate
 //! ```
 
 use std::path::Path;
@@ -288,13 +291,33 @@ pub struct EligibilityPolicy {
     pub max_per_day: u32,
 }
 
+/// How the server learning rate changes from one completed round to the next.
+///
+/// A constant rate keeps taking steps of the same size once the model is near a good
+/// point, so the published model keeps moving around it (with FedAdam, whose steps are
+/// about `learning_rate` per coordinate whatever the update's size, visibly so). A decaying
+/// rate takes large steps early and settles at the end. The rate of each step is a function
+/// of the base model's version only, so a restarted server resumes the schedule exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// `learning_rate` for every round.
+    #[default]
+    Constant,
+    /// Falls in a straight line from `learning_rate` to `final_fraction × learning_rate`
+    /// over `decay_rounds` completed rounds.
+    Linear,
+    /// Falls along half a cosine (slowly at first and last) over `decay_rounds` rounds.
+    Cosine,
+}
+
 /// `[optimizer]`: the server optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
     /// FedAvg or FedAdam.
     pub kind: OptimizerKind,
-    /// Server learning rate.
+    /// Server learning rate (of the first round under a decaying schedule).
     pub learning_rate: f32,
     /// FedAdam first-moment decay.
     #[serde(default = "default_beta1")]
@@ -305,6 +328,49 @@ pub struct OptimizerConfig {
     /// FedAdam adaptivity τ (added to √v).
     #[serde(default = "default_tau")]
     pub tau: f32,
+    /// How the rate changes over the rounds (default constant).
+    #[serde(default)]
+    pub schedule: LrSchedule,
+    /// Completed rounds over which a decaying rate falls: the step from model version
+    /// `decay_rounds` to `decay_rounds + 1`, and every later one, use the final rate.
+    /// Required (at least 1) unless the schedule is constant.
+    #[serde(default)]
+    pub decay_rounds: u64,
+    /// The final rate as a fraction of `learning_rate`, in (0, 1] (default 0.1).
+    #[serde(default = "default_final_fraction")]
+    pub final_fraction: f32,
+}
+
+impl OptimizerConfig {
+    /// `kind` at a constant `learning_rate`, every other setting at its default.
+    pub fn new(kind: OptimizerKind, learning_rate: f32) -> Self {
+        OptimizerConfig {
+            kind,
+            learning_rate,
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            tau: default_tau(),
+            schedule: LrSchedule::Constant,
+            decay_rounds: 0,
+            final_fraction: default_final_fraction(),
+        }
+    }
+
+    /// The learning rate of the step from model version `base_version` to the next.
+    pub fn learning_rate_at(&self, base_version: u64) -> f32 {
+        if self.schedule == LrSchedule::Constant {
+            return self.learning_rate;
+        }
+        // Validation guarantees decay_rounds ≥ 1; max(1) keeps a hand-built config sane.
+        let progress = base_version.min(self.decay_rounds) as f64 / self.decay_rounds.max(1) as f64;
+        // The share of the way from the final rate up to the initial one still left: 1 → 0.
+        let left = match self.schedule {
+            LrSchedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+            LrSchedule::Linear | LrSchedule::Constant => 1.0 - progress,
+        };
+        let fraction = f64::from(self.final_fraction);
+        (f64::from(self.learning_rate) * (fraction + (1.0 - fraction) * left)) as f32
+    }
 }
 
 fn default_beta1() -> f32 {
@@ -315,6 +381,9 @@ fn default_beta2() -> f32 {
 }
 fn default_tau() -> f32 {
     1e-3
+}
+fn default_final_fraction() -> f32 {
+    0.1
 }
 
 /// A validated population configuration. Construct with [`PopulationConfig::from_toml`].
@@ -604,7 +673,18 @@ fn validate_optimizer(o: &OptimizerConfig) -> Result<()> {
     check_positive(f64::from(o.learning_rate), "optimizer.learning_rate")?;
     check_fraction(f64::from(o.beta1), "optimizer.beta1")?;
     check_fraction(f64::from(o.beta2), "optimizer.beta2")?;
-    check_positive(f64::from(o.tau), "optimizer.tau")
+    check_positive(f64::from(o.tau), "optimizer.tau")?;
+    let fraction = f64::from(o.final_fraction);
+    check(
+        fraction.is_finite() && fraction > 0.0 && fraction <= 1.0,
+        "optimizer.final_fraction",
+        || format!("must be in (0, 1], got {fraction}"),
+    )?;
+    check(
+        o.schedule == LrSchedule::Constant || o.decay_rounds >= 1,
+        "optimizer.decay_rounds",
+        || "must be at least 1 when the schedule decays".into(),
+    )
 }
 
 #[cfg(test)]
@@ -705,10 +785,48 @@ mod tests {
                 "learning_rate = 0.0",
                 "optimizer.learning_rate",
             ),
+            (
+                "learning_rate = 0.05",
+                "learning_rate = 0.05\nschedule = \"linear\"",
+                "optimizer.decay_rounds",
+            ),
+            (
+                "learning_rate = 0.05",
+                "learning_rate = 0.05\nfinal_fraction = 0.0",
+                "optimizer.final_fraction",
+            ),
+            (
+                "learning_rate = 0.05",
+                "learning_rate = 0.05\nfinal_fraction = 1.5",
+                "optimizer.final_fraction",
+            ),
         ];
         for (from, to, field) in cases {
             assert_eq!(field_of(with(from, to).unwrap_err()), field, "{to}");
         }
+    }
+
+    #[test]
+    fn a_learning_rate_schedule_is_read_and_kept() {
+        let decaying = "learning_rate = 0.05\nschedule = \"cosine\"\ndecay_rounds = 20\n\
+                        final_fraction = 0.25";
+        let c = with("learning_rate = 0.05", decaying).unwrap();
+        let o = c.optimizer();
+        assert_eq!(
+            (o.schedule, o.decay_rounds, o.final_fraction),
+            (LrSchedule::Cosine, 20, 0.25)
+        );
+        let catalog = parse_catalog(catalog_csv(c.catalog()).unwrap().as_bytes()).unwrap();
+        let again = PopulationConfig::from_toml(&c.to_toml().unwrap(), catalog).unwrap();
+        assert_eq!(again.optimizer(), o);
+        // Files without the new keys keep a constant rate.
+        let plain = PopulationConfig::from_toml(EXAMPLE, example_catalog()).unwrap();
+        assert_eq!(plain.optimizer().schedule, LrSchedule::Constant);
+        let err = with(
+            "learning_rate = 0.05",
+            "learning_rate = 0.05\nschedule = \"step\"",
+        );
+        assert!(err.unwrap_err().to_string().contains("step"));
     }
 
     #[test]

@@ -430,8 +430,13 @@ impl Driver {
         let mut model = GlobalModel::from_bytes(&base.params)?;
         let state = OptimizerState::decode(&base.optimizer_state)?;
         let started = Instant::now();
-        let (next, next_state) =
-            optimizer::step(config.optimizer(), model.params(), &state, &decoded.mean)?;
+        let (next, next_state) = optimizer::step(
+            config.optimizer(),
+            round.base_version,
+            model.params(),
+            &state,
+            &decoded.mean,
+        )?;
         model.set_params(next)?;
         model.set_version(round.base_version + 1);
         profile.optimizer_ms = millis(started.elapsed());

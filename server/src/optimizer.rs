@@ -6,9 +6,14 @@
 //! - FedAdam: `m ← β₁ m + (1 − β₁) Δ`, `v ← β₂ v + (1 − β₂) Δ²`, `x ← x + η m / (√v + τ)`,
 //!   without bias correction, as in the paper's Algorithm 2 (τ bounds the step size).
 //!
+//! The rate η of each step follows the population's [`LrSchedule`]: a function of the base
+//! model's version, so the schedule needs no state of its own.
+//!
 //! Pure functions: the state goes in and comes out, so a crash between rounds loses nothing
 //! (the state is persisted with the model version it produced).
 
+#[cfg(doc)]
+use crate::config::LrSchedule;
 use crate::config::{OptimizerConfig, OptimizerKind};
 use crate::error::{Error, Result};
 use crate::model_blob;
@@ -70,13 +75,14 @@ pub fn fedavg(params: &[f32], delta: &[f32], lr: f32) -> Result<Vec<f32>> {
     Ok(params.iter().zip(delta).map(|(x, d)| x + lr * d).collect())
 }
 
-/// One FedAdam step; a state of the wrong length (e.g. empty, the first round) starts from
-/// zero moments.
+/// One FedAdam step at rate `lr` (β₁, β₂ and τ from `config`); a state of the wrong length
+/// (e.g. empty, the first round) starts from zero moments.
 pub fn fedadam(
     params: &[f32],
     state: &OptimizerState,
     delta: &[f32],
     config: &OptimizerConfig,
+    lr: f32,
 ) -> Result<(Vec<f32>, OptimizerState)> {
     check(params, delta)?;
     let n = params.len();
@@ -89,7 +95,7 @@ pub fn fedadam(
     } else {
         state.clone()
     };
-    let (b1, b2, lr, tau) = (config.beta1, config.beta2, config.learning_rate, config.tau);
+    let (b1, b2, tau) = (config.beta1, config.beta2, config.tau);
     let mut out = params.to_vec();
     // Zipped slices, no indexing: the loop vectorises (sqrt and division included).
     for (((x, m), v), d) in out
@@ -105,19 +111,19 @@ pub fn fedadam(
     Ok((out, next))
 }
 
-/// Applies the configured optimizer.
+/// Applies the configured optimizer to the model of version `base_version`, at the rate its
+/// schedule gives that version ([`OptimizerConfig::learning_rate_at`]).
 pub fn step(
     config: &OptimizerConfig,
+    base_version: u64,
     params: &[f32],
     state: &OptimizerState,
     delta: &[f32],
 ) -> Result<(Vec<f32>, OptimizerState)> {
+    let lr = config.learning_rate_at(base_version);
     match config.kind {
-        OptimizerKind::Fedavg => Ok((
-            fedavg(params, delta, config.learning_rate)?,
-            OptimizerState::default(),
-        )),
-        OptimizerKind::Fedadam => fedadam(params, state, delta, config),
+        OptimizerKind::Fedavg => Ok((fedavg(params, delta, lr)?, OptimizerState::default())),
+        OptimizerKind::Fedadam => fedadam(params, state, delta, config, lr),
     }
 }
 
@@ -125,14 +131,23 @@ pub fn step(
 mod tests {
     use super::*;
 
+    use crate::config::LrSchedule;
+
     fn adam(lr: f32) -> OptimizerConfig {
+        OptimizerConfig::new(OptimizerKind::Fedadam, lr)
+    }
+
+    fn decaying(kind: OptimizerKind, schedule: LrSchedule) -> OptimizerConfig {
         OptimizerConfig {
-            kind: OptimizerKind::Fedadam,
-            learning_rate: lr,
-            beta1: 0.9,
-            beta2: 0.99,
-            tau: 1e-3,
+            schedule,
+            decay_rounds: 10,
+            final_fraction: 0.1,
+            ..OptimizerConfig::new(kind, 0.5)
         }
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() < 1e-6
     }
 
     #[test]
@@ -151,6 +166,7 @@ mod tests {
             &OptimizerState::default(),
             &[2.0, -0.5],
             &adam(0.1),
+            0.1,
         )
         .unwrap();
         let expect = |d: f32| 0.1 * 0.1 * d / ((0.01f32 * d * d).sqrt() + 1e-3);
@@ -167,7 +183,7 @@ mod tests {
             |x: &[f32]| -> Vec<f32> { x.iter().zip(a).map(|(x, a)| -a * (x - 3.0)).collect() };
         let (mut x, mut s) = (vec![0.0f32; 3], OptimizerState::default());
         for _ in 0..600 {
-            (x, s) = fedadam(&x, &s, &grad(&x), &adam(0.05)).unwrap();
+            (x, s) = fedadam(&x, &s, &grad(&x), &adam(0.05), 0.05).unwrap();
         }
         let mut y = vec![0.0f32; 3];
         for _ in 0..600 {
@@ -193,10 +209,68 @@ mod tests {
                 &params,
                 &OptimizerState::default(),
                 &[f32::NAN, 0.0],
-                &adam(0.1)
+                &adam(0.1),
+                0.1
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_constant_schedule_keeps_the_rate() {
+        let c = adam(0.3);
+        assert!(
+            [0, 1, 9, 10, 1_000]
+                .iter()
+                .all(|&v| c.learning_rate_at(v) == 0.3)
+        );
+    }
+
+    #[test]
+    fn a_linear_schedule_falls_in_equal_steps_then_stays_at_the_final_rate() {
+        let c = decaying(OptimizerKind::Fedadam, LrSchedule::Linear);
+        // 0.5 → 0.05 over 10 rounds: 0.045 less per round.
+        assert!(close(c.learning_rate_at(0), 0.5));
+        assert!(close(c.learning_rate_at(1), 0.455));
+        assert!(close(c.learning_rate_at(5), 0.275));
+        assert!(close(c.learning_rate_at(10), 0.05));
+        assert!(close(c.learning_rate_at(u64::MAX), 0.05));
+    }
+
+    #[test]
+    fn a_cosine_schedule_falls_slowly_at_both_ends() {
+        let c = decaying(OptimizerKind::Fedadam, LrSchedule::Cosine);
+        assert!(close(c.learning_rate_at(0), 0.5));
+        assert!(
+            close(c.learning_rate_at(5), 0.275),
+            "half-way is the mid rate"
+        );
+        let first_drop = c.learning_rate_at(0) - c.learning_rate_at(1);
+        let middle_drop = c.learning_rate_at(5) - c.learning_rate_at(6);
+        assert!(
+            first_drop < middle_drop / 4.0,
+            "{first_drop} vs {middle_drop}"
+        );
+        assert!(close(c.learning_rate_at(10), 0.05));
+        assert!(close(c.learning_rate_at(40), 0.05));
+    }
+
+    #[test]
+    fn step_uses_the_rate_of_the_base_version() {
+        // FedAvg makes the rate visible: x + η Δ with Δ = 1.
+        let c = decaying(OptimizerKind::Fedavg, LrSchedule::Linear);
+        let moved = |version| step(&c, version, &[0.0], &OptimizerState::default(), &[1.0]);
+        assert!(close(moved(0).unwrap().0[0], 0.5));
+        assert!(close(moved(5).unwrap().0[0], 0.275));
+        assert!(close(moved(12).unwrap().0[0], 0.05));
+        // FedAdam's first step is ≈ η·sign(Δ): halving η halves it.
+        let c = decaying(OptimizerKind::Fedadam, LrSchedule::Linear);
+        let adam_step = |version| {
+            step(&c, version, &[0.0], &OptimizerState::default(), &[1.0])
+                .unwrap()
+                .0[0]
+        };
+        assert!((adam_step(0) / adam_step(10) - 10.0).abs() < 1e-3);
     }
 
     #[test]

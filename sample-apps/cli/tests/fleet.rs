@@ -175,6 +175,66 @@ fn the_table_names_every_column_and_the_baselines() {
     assert!(text.contains("no DP target"), "{text}");
 }
 
+/// Issue 7's no-DP goal at CI size: the model the fleet ends with (not its best round)
+/// ranks every member's held-out purchase nearly as well as the same MF trained centrally
+/// on the same members in the same run. With the old settings (a clip of 10 that made the
+/// server's "negligible" noise swamp FedAdam's small coordinates, and a constant server
+/// rate) this run ended at 79–84 % of centralized; with the fitted clip and the decaying
+/// rate it ended at 93–98 % in six runs.
+#[test]
+fn without_dp_the_final_federated_model_nears_centralized_mf() {
+    let out = covey()
+        .args([
+            "fleet",
+            "--devices",
+            "100",
+            "--rounds",
+            "6",
+            "--items",
+            "200",
+            "--dim",
+            "16",
+            "--feature-rows",
+            "32",
+            "--seed",
+            "5",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let settings = &json["settings"];
+    let with_history =
+        settings["devices"].as_u64().unwrap() - settings["without_history"].as_u64().unwrap();
+    for r in json["rounds"].as_array().unwrap() {
+        assert_eq!(r["status"], "completed", "{r}");
+        // Everyone consents: every device counted available can train, so none is
+        // turned away and the check-in closes as soon as all of them are in.
+        assert_eq!(r["available"].as_u64().unwrap(), with_history, "{r}");
+        assert_eq!(r["ineligible"].as_u64().unwrap(), 0, "{r}");
+        assert_eq!(r["participants"].as_u64().unwrap(), with_history, "{r}");
+    }
+    let last = json["rounds"].as_array().unwrap().last().unwrap();
+    let federated = f(&json["final"]["federated"]["ndcg_at_10"]);
+    assert_eq!(
+        federated,
+        f(&last["quality"]["ndcg_at_10"]),
+        "the final model"
+    );
+    let ratio = f(&json["final"]["ndcg_ratio_to_centralized"]);
+    assert!(
+        ratio >= 0.88,
+        "federated NDCG@10 {federated:.4} is {:.1}% of centralized: {}",
+        100.0 * ratio,
+        json["baselines"]
+    );
+}
+
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
     for (args, reason) in [
@@ -182,6 +242,8 @@ fn bad_arguments_are_refused_with_a_reason() {
         (&["--consent-rate", "0"][..], "--consent-rate"),
         (&["--epsilon=-1"][..], "--epsilon"),
         (&["--rounds", "0"][..], "--rounds"),
+        (&["--server-schedule", "step"][..], "--server-schedule"),
+        (&["--server-final-lr", "0"][..], "--server-final-lr"),
     ] {
         let out = covey().arg("fleet").args(args).output().unwrap();
         assert!(!out.status.success());

@@ -65,7 +65,8 @@ pub struct FleetArgs {
     /// δ of the guarantee.
     #[arg(long, default_value_t = 1e-6)]
     delta: f64,
-    /// L2 clip of one member's update (default: 0.5 with a target ε, 10 without).
+    /// L2 clip of one member's update (default: 0.5 with a target ε, 1 without: above
+    /// every update of the default population, whose largest is about 0.7).
     #[arg(long)]
     clip: Option<f64>,
     /// Cohort size per round (default: every consenting device, at most 1000); when smaller,
@@ -91,17 +92,26 @@ pub struct FleetArgs {
     /// Server optimizer: fedadam or fedavg.
     #[arg(long, default_value = "fedadam")]
     optimizer: String,
-    /// Server learning rate (FedAdam 0.2 measured best on the default population: 0.05
-    /// learns too slowly in ten rounds, 0.3 overshoots).
-    #[arg(long, default_value_t = 0.2)]
+    /// Server learning rate of the first round (FedAdam 0.3 with a linear decay measured
+    /// best on the default population; see BENCHMARKS.md).
+    #[arg(long, default_value_t = 0.3)]
     server_lr: f32,
+    /// How the server rate changes over the run: linear or cosine decay to
+    /// --server-final-lr at the last round, or constant.
+    #[arg(long, default_value = "linear")]
+    server_schedule: String,
+    /// The last round's server rate as a fraction of --server-lr (decaying schedules).
+    #[arg(long, default_value_t = 0.1)]
+    server_final_lr: f32,
     /// FedAdam adaptivity τ (added to √v: larger values damp steps on rarely updated rows).
     #[arg(long, default_value_t = 1e-3)]
     server_tau: f32,
     /// Epochs of the centralized reference.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    /// Seed of the simulation's choices (data, consent, availability, dropouts).
+    /// Seed of the simulation's choices (data, consent, availability, dropouts) and of the
+    /// server's initial model. Training, DP noise and SecAgg+ keys stay on the devices' and
+    /// the server's OS randomness, so two runs with one seed differ a little.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Print one JSON object `{settings, rounds, baselines, final}` instead of the table.
@@ -196,6 +206,15 @@ fn check_args(args: &FleetArgs) -> Result<(), FleetError> {
     if !matches!(args.optimizer.as_str(), "fedadam" | "fedavg") {
         return usage("--optimizer must be fedadam or fedavg");
     }
+    if !matches!(
+        args.server_schedule.as_str(),
+        "linear" | "cosine" | "constant"
+    ) {
+        return usage("--server-schedule must be linear, cosine or constant");
+    }
+    if !(args.server_final_lr > 0.0 && args.server_final_lr <= 1.0) {
+        return usage("--server-final-lr must be in (0, 1]");
+    }
     Ok(())
 }
 
@@ -237,19 +256,26 @@ fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
     let clock = Arc::new(SimClock::new(data.end_ms + DAY_MS));
     let fleet = Fleet::new(clock.clone())?;
     let t = Instant::now();
-    let devices = create_devices(&fleet, root.path(), &data, args.consent_rate, &mut rng)?;
+    let all = create_devices(&fleet, root.path(), &data, args.consent_rate, &mut rng)?;
     let devices_seconds = t.elapsed().as_secs_f64();
-    let consenting = devices.iter().filter(|d| d.consented).count();
-    let expected = devices
-        .iter()
-        .filter(|d| d.consented && d.readable_events > 0)
-        .count();
+    let consenting = all.iter().filter(|d| d.consented).count();
+    // A store that yields no event can never train (its SDK declines it for too few
+    // examples): such a device is reported apart and never counted as available.
+    let (devices, without_history): (Vec<SimDevice>, Vec<SimDevice>) =
+        all.into_iter().partition(|d| d.readable_events > 0);
+    let trainable = devices.iter().filter(|d| d.consented).count();
+    if trainable < 2 {
+        return Err(FleetError::Usage(format!(
+            "only {trainable} device(s) have both consent and a readable history; a round \
+             needs at least 2 (raise --devices or --consent-rate)"
+        )));
+    }
 
     let cohort = args
         .cohort
-        .unwrap_or(consenting.min(DEFAULT_MAX_COHORT))
-        .clamp(2, consenting.max(2));
-    let per_round = if cohort >= consenting {
+        .unwrap_or(trainable.min(DEFAULT_MAX_COHORT))
+        .clamp(2, trainable);
+    let per_round = if cohort >= trainable {
         devices.len()
     } else {
         let wanted = 1.25 * cohort as f64 / args.consent_rate;
@@ -257,7 +283,11 @@ fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
     };
     // A fresh name each run (not from the seeded RNG): a PostgreSQL database outlives runs.
     let population = format!("fleet-{:08x}", covey_server::ops::os_rng().next_u32());
-    let spec = population_spec(args, &eval.model, &data, cohort, per_round, expected)?;
+    // The most devices that can check in on one day: today's devices, all with history, of
+    // which at most `trainable` consent. Admitting fewer would turn consenting devices away
+    // (409, seats full) whenever more of them than average are idle on the same day.
+    let check_in_max = per_round.min(trainable);
+    let spec = population_spec(args, &eval.model, &data, cohort, per_round, check_in_max)?;
 
     let store =
         covey_server::ops::open_storage(&root.path().join("server"), args.postgres.as_deref())?;
@@ -267,6 +297,7 @@ fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
         &population,
         &data.dataset.catalog,
         &spec,
+        &mut ChaCha20Rng::seed_from_u64(rng.next_u64()),
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -299,8 +330,10 @@ fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
     let rows = round_rows(&runs, &*store, &population, &data.split, &eval.model)?;
 
     let settings = Settings {
-        devices: devices.len(),
+        seed: args.seed,
+        devices: devices.len() + without_history.len(),
         consenting,
+        without_history: without_history.len(),
         rounds: args.rounds,
         dropout: args.dropout,
         consent_rate: args.consent_rate,
@@ -317,7 +350,7 @@ fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
             feature_rows: args.feature_rows,
         }
         .len(),
-        optimizer: format!("{} (lr {})", args.optimizer, args.server_lr),
+        optimizer: optimizer_label(args),
         backend: store.backend().to_owned(),
         data: match &args.interactions {
             Some(p) => p.display().to_string(),
@@ -419,7 +452,7 @@ fn population_spec(
     data: &FleetData,
     cohort: usize,
     per_round: usize,
-    expected: usize,
+    check_in_max: usize,
 ) -> Result<PopulationSpec, FleetError> {
     let parameters = covey_model::ParamLayout {
         items: data.dataset.catalog.len(),
@@ -455,7 +488,9 @@ fn population_spec(
             }
             ("skellam", clip, z, epsilon, bits)
         }
-        None => ("central", args.clip.unwrap_or(10.0), NO_DP_NOISE, 1e15, 32),
+        // The server's noise is z × clip: a clip far above every update would make the
+        // "negligible" noise matter (FedAdam scales each coordinate's step to its signal).
+        None => ("central", args.clip.unwrap_or(1.0), NO_DP_NOISE, 1e15, 32),
     };
     Ok(PopulationSpec {
         model: model.clone(),
@@ -467,10 +502,9 @@ fn population_spec(
         bits,
         cohort_min,
         cohort_max: cohort,
-        // Check-in closes as soon as the expected share of today's devices is in: those
-        // with consent and something their store still lets them read (the operator's
-        // estimate of a day's check-ins; the window is the fallback).
-        check_in_max: ((per_round * expected).div_ceil(data.members())).max(cohort),
+        // Check-in closes as soon as this many are in (with every member consenting: all
+        // of today's devices); the window is the fallback.
+        check_in_max: check_in_max.max(cohort),
         dropout_tolerance,
         // Long enough for every device to check in, and for the whole cohort to train,
         // encode and mask on a loaded two-core machine (~40 ns per member and parameter,
@@ -486,7 +520,32 @@ fn population_spec(
         },
         server_lr: args.server_lr,
         server_tau: args.server_tau,
+        server_schedule: schedule_name(args),
+        // The last round's step is the one from version `rounds − 1`.
+        decay_rounds: u64::from(args.rounds.saturating_sub(1).max(1)),
+        server_final_lr: args.server_final_lr,
     })
+}
+
+/// `--server-schedule` as the population file spells it (validated by `check_args`).
+fn schedule_name(args: &FleetArgs) -> &'static str {
+    match args.server_schedule.as_str() {
+        "cosine" => "cosine",
+        "constant" => "constant",
+        _ => "linear",
+    }
+}
+
+/// The server optimizer as the report states it.
+fn optimizer_label(args: &FleetArgs) -> String {
+    let first = args.server_lr;
+    match schedule_name(args) {
+        "constant" => format!("{} (lr {first})", args.optimizer),
+        schedule => format!(
+            "{} (lr {first}, {schedule} decay to {}× over {} rounds)",
+            args.optimizer, args.server_final_lr, args.rounds
+        ),
+    }
 }
 
 /// The least noise multiplier for which `rounds` rounds of the server's plan for

@@ -23,10 +23,15 @@ pub struct FleetReport {
 /// The simulation's settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
+    /// `--seed`.
+    pub seed: u64,
     /// Devices (one member each).
     pub devices: usize,
     /// Devices whose member granted federated-training consent.
     pub consenting: usize,
+    /// Devices whose store yields no event: their SDK declines every round (too few
+    /// examples), so they are never among a round's available devices.
+    pub without_history: usize,
     /// Rounds asked for.
     pub rounds: u32,
     /// Per-device dropout probability.
@@ -191,10 +196,11 @@ pub fn table(report: &FleetReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "covey fleet: {} devices ({} consenting), {} items, {} parameters, {} server; cohort {}, \
-         {} trying per round; {}",
+        "covey fleet: {} devices ({} consenting, {} without readable history), {} items, {} \
+         parameters, {} server; cohort {}, {} trying per round; {}; {}; seed {}",
         s.devices,
         s.consenting,
+        s.without_history,
         s.items,
         s.parameters,
         s.backend,
@@ -206,7 +212,9 @@ pub fn table(report: &FleetReport) -> String {
                 s.delta, s.noise_multiplier, s.clip_norm
             ),
             None => format!("no DP target (clip {}, negligible noise)", s.clip_norm),
-        }
+        },
+        s.optimizer,
+        s.seed
     );
     let _ = writeln!(
         out,

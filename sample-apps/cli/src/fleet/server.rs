@@ -51,6 +51,12 @@ pub struct PopulationSpec {
     pub server_lr: f32,
     /// FedAdam τ.
     pub server_tau: f32,
+    /// `constant`, `linear` or `cosine` server learning-rate schedule.
+    pub server_schedule: &'static str,
+    /// Completed rounds over which a decaying rate falls.
+    pub decay_rounds: u64,
+    /// The final server rate as a fraction of `server_lr`.
+    pub server_final_lr: f32,
 }
 
 impl PopulationSpec {
@@ -79,7 +85,8 @@ impl PopulationSpec {
              [deadlines]\ncheck_in = {}\nadvertise_keys = {s}\nshare_keys = {s}\n\
              masked_input = {s}\nconsistency_check = {s}\nunmask = {s}\n\n\
              [eligibility]\nmin_examples = 1\nmin_separation_hours = 0\nmax_per_day = {}\n\n\
-             [optimizer]\nkind = \"{}\"\nlearning_rate = {}\ntau = {}\n",
+             [optimizer]\nkind = \"{}\"\nlearning_rate = {}\ntau = {}\nschedule = \"{}\"\n\
+             decay_rounds = {}\nfinal_fraction = {}\n",
             m.shape.dim,
             m.shape.feature_rows,
             self.mechanism,
@@ -97,26 +104,30 @@ impl PopulationSpec {
             self.optimizer,
             self.server_lr,
             self.server_tau,
+            self.server_schedule,
+            self.decay_rounds,
+            self.server_final_lr,
             s = self.stage_secs,
         )
     }
 }
 
 /// Writes the population file and its catalog into `dir` and initialises the population
-/// through `covey-server init`'s code path.
+/// through `covey-server init`'s code path, drawing the initial model from `rng`.
 pub fn init_population(
     store: &dyn Storage,
     dir: &Path,
     population: &str,
     catalog: &Catalog,
     spec: &PopulationSpec,
+    rng: &mut rand_chacha::ChaCha20Rng,
 ) -> Result<(), FleetError> {
     let mut items = Vec::new();
     write_catalog_csv(catalog, &mut items)?;
     write(&dir.join("items.csv"), &items)?;
     let config = dir.join("population.toml");
     write(&config, spec.to_toml(population).as_bytes())?;
-    ops::init(store, &config, &mut *ops::os_rng())?;
+    ops::init(store, &config, rng)?;
     Ok(())
 }
 
