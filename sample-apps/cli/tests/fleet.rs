@@ -11,6 +11,17 @@ fn covey() -> Command {
     Command::new(env!("CARGO_BIN_EXE_covey"))
 }
 
+/// Runs `covey` with `args` and returns what it printed; a failing run fails the test.
+fn stdout_of(args: &[&str]) -> Vec<u8> {
+    let out = covey().args(args).output().expect("run covey");
+    assert!(
+        out.status.success(),
+        "covey {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A small fleet with DP, refusals and dropouts; `extra` adds arguments.
 fn run_fleet(report: &Path, extra: &[&str]) -> Value {
     let mut cmd = covey();
@@ -136,30 +147,22 @@ fn a_small_fleet_runs_real_rounds_over_http_and_reports_them() {
 
 #[test]
 fn the_table_names_every_column_and_the_baselines() {
-    let out = covey()
-        .args([
-            "fleet",
-            "--devices",
-            "12",
-            "--rounds",
-            "1",
-            "--items",
-            "60",
-            "--dim",
-            "4",
-            "--feature-rows",
-            "8",
-            "--epochs",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = String::from_utf8(stdout_of(&[
+        "fleet",
+        "--devices",
+        "12",
+        "--rounds",
+        "1",
+        "--items",
+        "60",
+        "--dim",
+        "4",
+        "--feature-rows",
+        "8",
+        "--epochs",
+        "2",
+    ]))
+    .unwrap();
     for column in [
         "round",
         "cohort",
@@ -183,31 +186,23 @@ fn the_table_names_every_column_and_the_baselines() {
 /// rate it ended at 93–98 % in six runs.
 #[test]
 fn without_dp_the_final_federated_model_nears_centralized_mf() {
-    let out = covey()
-        .args([
-            "fleet",
-            "--devices",
-            "100",
-            "--rounds",
-            "6",
-            "--items",
-            "200",
-            "--dim",
-            "16",
-            "--feature-rows",
-            "32",
-            "--seed",
-            "5",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: Value = serde_json::from_slice(&stdout_of(&[
+        "fleet",
+        "--devices",
+        "100",
+        "--rounds",
+        "6",
+        "--items",
+        "200",
+        "--dim",
+        "16",
+        "--feature-rows",
+        "32",
+        "--seed",
+        "5",
+        "--json",
+    ]))
+    .unwrap();
     let settings = &json["settings"];
     let with_history =
         settings["devices"].as_u64().unwrap() - settings["without_history"].as_u64().unwrap();
