@@ -172,6 +172,7 @@ impl Driver {
             opened_at: now,
             deadline: now + config.deadlines().check_in_ms(),
         })?;
+        self.service.progress().announce();
         tracing::info!(population = config.name(), round = id, "round opened");
         Ok(())
     }
@@ -200,6 +201,7 @@ impl Driver {
         self.service
             .store()
             .abort_round(round.id, round.phase, reason, now)?;
+        self.service.progress().announce();
         metrics::inc(&self.service.metrics().rounds_aborted);
         tracing::warn!(round = round.id, reason, "round aborted");
         Ok(())
@@ -257,6 +259,7 @@ impl Driver {
             cohort: Some(&selected),
             now,
         })?;
+        self.service.progress().announce();
         let population = config.name().to_owned();
         let profile = RoundProfile {
             version: ROUND_PROFILE_VERSION,
@@ -393,6 +396,7 @@ impl Driver {
                     cohort: None,
                     now,
                 })?;
+                self.service.progress().announce();
                 tracing::info!(round = round.id, stage = ?next, members = encoded.len(), "stage opened");
                 Ok(())
             }
@@ -472,6 +476,7 @@ impl Driver {
             profile,
             now,
         })?;
+        self.service.progress().announce();
         metrics::inc(&self.service.metrics().rounds_completed);
         tracing::info!(
             round = round.id,

@@ -8,10 +8,16 @@
 //! | `GET /v1/plan` | – → `200` [`Plan`] JSON |
 //! | `GET /v1/models/{version\|latest}` | – → `200` model blob (`application/octet-stream`, ETag) |
 //! | `POST /v1/rounds/{id}/check-in` | – → `200 {"member_id"}` |
-//! | `GET /v1/rounds/{id}/session` | – → `200` SecAgg+ session params, or `204` until the cohort is fixed |
-//! | `GET /v1/rounds/{id}/dp-plan` | – → `200` the round's DP encoding plan (JSON), or `204` |
+//! | `GET /v1/rounds/{id}/session[?wait=S]` | – → `200` SecAgg+ session params, or `204` until the cohort is fixed |
+//! | `GET /v1/rounds/{id}/dp-plan[?wait=S]` | – → `200` the round's DP encoding plan (JSON), or `204` |
 //! | `POST /v1/rounds/{id}/stages/{stage}` | SecAgg+ client message → `202`; `409 replay` if already sent |
-//! | `GET /v1/rounds/{id}/stages/{stage}` | – → `200` the server message opening `stage`, or `204` |
+//! | `GET /v1/rounds/{id}/stages/{stage}[?wait=S]` | – → `200` the server message opening `stage`, or `204` |
+//!
+//! The three `GET`s that can answer "not yet" (`204` with `Retry-After: 1`) are long polls
+//! when asked: `?wait=S` holds the request up to `S` seconds (at most [`MAX_WAIT`]) and
+//! answers as soon as the round moves, or `204` with `Retry-After: 0` when the wait ran
+//! out. A cohort of a thousand devices then costs one request per device and stage instead
+//! of a thousand requests every poll interval.
 //!
 //! Stage payloads are opaque, versioned `application/octet-stream` bodies encoded by
 //! `covey_protocol::secagg` (`ClientMessage::encode` / `ServerMessage::decode`); the
@@ -25,17 +31,18 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{StatusCode, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::clock::Millis;
@@ -43,6 +50,10 @@ use crate::error::Error;
 use crate::metrics;
 use crate::service::{Service, parse_stage};
 use crate::storage::{DeviceRecord, RoundId, SessionRecord, SubmitOutcome};
+
+/// Longest a long poll (`?wait=S`) holds a request: below the read timeouts of common
+/// HTTP clients' defaults (OkHttp 10 s is the tightest; hosts using it ask for less).
+pub const MAX_WAIT: Duration = Duration::from_secs(25);
 
 /// HTTP-level limits and TLS.
 #[derive(Debug, Clone)]
@@ -284,12 +295,61 @@ fn octets(bytes: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn not_ready() -> Response {
+/// `204`: not yet. A device that long-polled has already waited, so it may ask again at
+/// once (`Retry-After: 0`); one that did not should pause a second.
+fn not_ready(waited: bool) -> Response {
+    let retry = if waited { "0" } else { "1" };
     (
         StatusCode::NO_CONTENT,
-        [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+        [(header::RETRY_AFTER, HeaderValue::from_static(retry))],
     )
         .into_response()
+}
+
+/// `?wait=S` of a long poll.
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    wait: Option<u64>,
+}
+
+/// How long the request asked to be held (capped at [`MAX_WAIT`]; zero without `wait`).
+fn requested_wait(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Duration, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "`wait` must be a whole number of seconds",
+        )
+    })?;
+    Ok(query
+        .wait
+        .map_or(Duration::ZERO, |s| Duration::from_secs(s).min(MAX_WAIT)))
+}
+
+/// Reads with `read` until it finds something or `wait` has passed: after each miss the
+/// request sleeps, holding no thread, until the driver announces a transition (see
+/// [`crate::progress`]) or the wait ends, then reads again.
+async fn long_poll<T: Send + 'static>(
+    state: &AppState,
+    wait: Duration,
+    read: impl Fn() -> crate::Result<Option<T>> + Clone + Send + 'static,
+) -> Result<Option<T>, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before the first read: a transition between a read and the sleep wakes it.
+    let mut transitions = state.service.progress().subscribe();
+    loop {
+        if let Some(found) = blocking(read.clone()).await? {
+            return Ok(Some(found));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        if let Ok(Err(_)) = tokio::time::timeout(deadline - now, transitions.changed()).await {
+            // No announcer any more (shutting down): read once more at the deadline.
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
 }
 
 async fn register(
@@ -371,25 +431,30 @@ async fn check_in(
     Ok(Json(json!({ "round_id": round, "member_id": member })).into_response())
 }
 
-/// The round's session (SecAgg+ parameters and DP plan) once the cohort is fixed.
+/// The round's session (SecAgg+ parameters and DP plan) once the cohort is fixed,
+/// waiting up to `wait` for it.
 async fn round_session(
     state: &AppState,
     device: DeviceRecord,
     round: &str,
+    wait: Duration,
 ) -> Result<Option<SessionRecord>, ApiError> {
     let round = parse_round(round)?;
     let service = Arc::clone(&state.service);
-    blocking(move || service.session(&device, round)).await
+    let device = Arc::new(device);
+    long_poll(state, wait, move || service.session(&device, round)).await
 }
 
 async fn session(
     State(state): State<AppState>,
     Device(device): Device,
     Path(round): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    Ok(match round_session(&state, device, &round).await? {
+    let wait = requested_wait(query)?;
+    Ok(match round_session(&state, device, &round, wait).await? {
         Some(session) => octets(session.secagg),
-        None => not_ready(),
+        None => not_ready(!wait.is_zero()),
     })
 }
 
@@ -397,8 +462,10 @@ async fn dp_plan(
     State(state): State<AppState>,
     Device(device): Device,
     Path(round): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    Ok(match round_session(&state, device, &round).await? {
+    let wait = requested_wait(query)?;
+    Ok(match round_session(&state, device, &round, wait).await? {
         Some(session) => (
             [(
                 header::CONTENT_TYPE,
@@ -407,7 +474,7 @@ async fn dp_plan(
             session.dp_plan,
         )
             .into_response(),
-        None => not_ready(),
+        None => not_ready(!wait.is_zero()),
     })
 }
 
@@ -450,15 +517,17 @@ async fn fetch(
     State(state): State<AppState>,
     Device(device): Device,
     Path((round, stage)): Path<(String, String)>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (round, stage) = (parse_round(&round)?, parse_stage_name(&stage)?);
+    let wait = requested_wait(query)?;
     let service = Arc::clone(&state.service);
-    Ok(
-        match blocking(move || service.fetch(&device, round, stage)).await? {
-            Some(bytes) => octets(bytes),
-            None => not_ready(),
-        },
-    )
+    let device = Arc::new(device);
+    let read = move || service.fetch(&device, round, stage);
+    Ok(match long_poll(&state, wait, read).await? {
+        Some(bytes) => octets(bytes),
+        None => not_ready(!wait.is_zero()),
+    })
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -4,7 +4,8 @@
 //! - [`storage`]: persistence behind one [`storage::Storage`] trait (SQLite or PostgreSQL);
 //! - [`optimizer`]: FedAvg / FedAdam over the decoded mean update;
 //! - [`http`]: the device and operator API (axum), with auth, limits and `/metrics`;
-//! - [`service`]: the operations behind the API (registration, rounds, model downloads).
+//! - [`service`]: the operations behind the API (registration, rounds, model downloads);
+//! - [`progress`]: round transitions announced by the [`driver`], awaited by long polls.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod model_blob;
 pub mod ops;
 pub mod optimizer;
+pub mod progress;
 pub mod service;
 pub mod storage;
 pub mod token;

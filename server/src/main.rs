@@ -67,6 +67,10 @@ enum Command {
         /// Sustained requests per second per device.
         #[arg(long, default_value_t = 20.0)]
         rate_per_second: f64,
+        /// Accept queue of the listener (connections waiting to be accepted; a cohort
+        /// checks in at once).
+        #[arg(long, default_value_t = ops::DEFAULT_BACKLOG)]
+        backlog: u32,
         /// Round driver tick in milliseconds (0: serve the API only, drive no rounds).
         #[arg(long, default_value_t = 200)]
         tick_ms: u64,
@@ -152,6 +156,7 @@ fn run(cli: Cli) -> covey_server::Result<()> {
             max_body_bytes,
             rate_burst,
             rate_per_second,
+            backlog,
             tick_ms,
             drive,
             log_json,
@@ -164,6 +169,7 @@ fn run(cli: Cli) -> covey_server::Result<()> {
             let scheme = if tls.is_some() { "https" } else { "http" };
             let options = ServeOptions {
                 listen,
+                backlog,
                 http: HttpConfig {
                     max_body_bytes,
                     rate_limit: RateLimit {

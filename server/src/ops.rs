@@ -3,7 +3,7 @@
 //! (`status`, `rounds`, `ledger`, `export-model`). Each report is a serialisable struct so
 //! the CLI prints it as text or `--json`.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{PopulationConfig, parse_catalog};
-use crate::driver::Driver;
+use crate::driver::{DEFAULT_TICK, Driver};
 use crate::error::{Error, Result};
-use crate::http::{self, HttpConfig};
+use crate::http::{self, HttpConfig, RateLimit};
 use crate::service::{CryptoRngSend, Service, init_population, with_rng};
 use crate::storage::{PostgresStorage, RoundProfile, SqliteStorage, Storage};
 use crate::token::random_id;
@@ -72,17 +72,70 @@ pub fn init(
     })
 }
 
+/// Connections the kernel queues for `accept` by default: a whole cohort checking in at
+/// once must not overflow it (std's `TcpListener::bind` asks for 128, and connections
+/// beyond that wait for SYN retransmits or are reset). Linux caps it at
+/// `net.core.somaxconn` (4096 on current kernels).
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
 /// How `serve` runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Address to listen on (port 0: any free port).
     pub listen: SocketAddr,
+    /// Length of the listener's accept queue.
+    pub backlog: u32,
     /// HTTP limits and TLS.
     pub http: HttpConfig,
     /// Round driver tick; `None` serves the API without driving rounds.
     pub tick: Option<Duration>,
     /// Populations whose rounds this process may drive (`None`: all of them).
     pub drive: Option<Vec<String>>,
+}
+
+impl ServeOptions {
+    /// An embedded server for tests, demos and the fleet simulator: plain HTTP on a free
+    /// loopback port, request bodies up to `max_body_bytes`, every population's rounds
+    /// driven every [`DEFAULT_TICK`] / 4 (rounds move on quickly), and a rate limit sized
+    /// for one host that runs every device (100,000 requests burst and per second: the
+    /// limiter stays in the request path, but a simulated fleet never trips it). Adjust
+    /// fields with struct update syntax, e.g. `ServeOptions { tick: None,
+    /// ..ServeOptions::loopback(1 << 20) }` to serve without driving rounds.
+    pub fn loopback(max_body_bytes: usize) -> Self {
+        ServeOptions {
+            listen: (Ipv4Addr::LOCALHOST, 0).into(),
+            backlog: DEFAULT_BACKLOG,
+            http: HttpConfig {
+                max_body_bytes,
+                rate_limit: RateLimit {
+                    burst: 100_000.0,
+                    per_second: 100_000.0,
+                },
+                tls: None,
+            },
+            tick: Some(DEFAULT_TICK / 4),
+            drive: None,
+        }
+    }
+}
+
+/// Binds `addr` with an accept queue of `backlog` connections (must run on a tokio
+/// runtime with I/O enabled, as the server does).
+fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener> {
+    let failed = |e: std::io::Error| Error::Serve(format!("binding {addr}: {e}"));
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(failed)?;
+    // A restarted server can rebind while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(failed)?;
+    socket.bind(addr).map_err(failed)?;
+    socket
+        .listen(backlog)
+        .and_then(tokio::net::TcpListener::into_std)
+        .map_err(failed)
 }
 
 /// A running server: its address, and the means to stop it.
@@ -140,8 +193,7 @@ pub fn start(
     options: &ServeOptions,
 ) -> Result<Running> {
     let service = Arc::new(Service::new(store, clock, rng));
-    let listener = TcpListener::bind(options.listen)
-        .map_err(|e| Error::Serve(format!("binding {}: {e}", options.listen)))?;
+    let listener = bind(options.listen, options.backlog)?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Serve(e.to_string()))?;
@@ -386,5 +438,28 @@ mod tests {
         assert_eq!(report[0].name, "legacy");
         assert_eq!(report[0].epsilon_budget, None);
         assert!(report[0].config_error.is_some());
+    }
+
+    #[tokio::test]
+    async fn the_listener_queues_a_cohort_checking_in_at_once() {
+        // Nothing accepts here, so a connection completes its handshake only while the
+        // kernel's accept queue has room: std's `bind` leaves room for 128.
+        let listener = bind((Ipv4Addr::LOCALHOST, 0).into(), 1024).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connected = (0..300)
+            .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)))
+            .collect::<std::io::Result<Vec<_>>>();
+        assert_eq!(connected.map(|c| c.len()).ok(), Some(300));
+    }
+
+    #[test]
+    fn loopback_options_listen_on_a_free_loopback_port_and_drive_rounds() {
+        let options = ServeOptions::loopback(1 << 20);
+        assert!(options.listen.ip().is_loopback());
+        assert_eq!(options.listen.port(), 0);
+        assert_eq!(options.http.max_body_bytes, 1 << 20);
+        assert!(options.http.tls.is_none());
+        assert!(options.tick.is_some() && options.drive.is_none());
+        assert_eq!(options.backlog, DEFAULT_BACKLOG);
     }
 }

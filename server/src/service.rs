@@ -18,6 +18,7 @@ use crate::config::{
 use crate::error::{Error, Result};
 use crate::metrics::{self, Metrics};
 use crate::optimizer::OptimizerState;
+use crate::progress::RoundProgress;
 use crate::storage::{
     CheckIn, DeviceRecord, ModelRecord, PopulationRecord, RoundId, RoundPhase, RoundRecord,
     SessionRecord, Storage, Submission, SubmitOutcome,
@@ -229,6 +230,7 @@ pub struct Service {
     metrics: Metrics,
     configs: RwLock<HashMap<String, Arc<PopulationConfig>>>,
     sessions: Mutex<HashMap<RoundId, Arc<SessionParams>>>,
+    progress: RoundProgress,
 }
 
 impl std::fmt::Debug for dyn CryptoRngSend {
@@ -251,6 +253,7 @@ impl Service {
             metrics: Metrics::default(),
             configs: RwLock::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            progress: RoundProgress::default(),
         }
     }
 
@@ -269,6 +272,10 @@ impl Service {
     /// The process counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+    /// Round transitions, announced by the driver and awaited by long-polling requests.
+    pub fn progress(&self) -> &RoundProgress {
+        &self.progress
     }
 
     /// A population's validated config (cached; configs never change after `init`).

@@ -20,7 +20,6 @@ use covey_sdk::{
 };
 use covey_server::clock::SystemClock;
 use covey_server::config::{PopulationConfig, catalog_csv};
-use covey_server::http::{HttpConfig, RateLimit};
 use covey_server::ops::{self, Running, ServeOptions};
 use covey_server::storage::RoundRecord;
 use covey_store::{
@@ -114,17 +113,8 @@ pub fn init_population(dir: &Path, toml: &str, catalog: &Catalog) -> PathBuf {
 pub fn start_server(runtime: &tokio::runtime::Runtime, data: &Path, seed: u64) -> Running {
     let store = ops::open_storage(data, None).expect("storage");
     let options = ServeOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        http: HttpConfig {
-            max_body_bytes: 4 << 20,
-            rate_limit: RateLimit {
-                burst: 100_000.0,
-                per_second: 100_000.0,
-            },
-            tls: None,
-        },
         tick: Some(Duration::from_millis(25)),
-        drive: None,
+        ..ServeOptions::loopback(4 << 20)
     };
     runtime
         .block_on(async {

@@ -38,10 +38,10 @@ const PARAMETERS: usize = ITEMS * DIM + ITEMS + 16 * DIM;
 const STAGES: [&str; 4] = ["advertise_keys", "share_keys", "masked_input", "unmask"];
 
 fn stage_of(request: &TransportRequest) -> Option<usize> {
-    let name = request.path.rsplit('/').next()?;
-    request
-        .path
-        .contains("/stages/")
+    // Polls carry a query (`?wait=`, a long poll); the stage is the path's last segment.
+    let path = request.path.split('?').next()?;
+    let name = path.rsplit('/').next()?;
+    path.contains("/stages/")
         .then(|| STAGES.iter().position(|s| *s == name))
         .flatten()
 }

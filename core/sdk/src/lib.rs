@@ -23,5 +23,6 @@ pub use participate::{
     ParticipationOutcome, Registration, StageTimings, Tampering,
 };
 pub use transport::{
-    HttpMethod, HttpTransport, Transport, TransportError, TransportRequest, TransportResponse,
+    HttpMethod, HttpOptions, HttpTransport, Transport, TransportError, TransportRequest,
+    TransportResponse,
 };

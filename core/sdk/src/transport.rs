@@ -13,6 +13,13 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 256 << 20;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time for a whole request (including reading the body).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle keep-alive connections [`HttpTransport`] keeps for reuse by default. A device sends
+/// one request at a time to one server, so a few suffice; a transport shared by many
+/// threads needs one per thread, or most requests open (and tear down) a new connection.
+pub const DEFAULT_IDLE_CONNECTIONS: usize = 4;
+/// How long an idle connection is kept for reuse by default: below common server idle
+/// timeouts, so a reused connection is rarely one the server is closing.
+pub const DEFAULT_IDLE_AGE: Duration = Duration::from_secs(15);
 
 /// HTTP method of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,8 +120,37 @@ pub trait Transport: Send + Sync {
     fn send(&self, request: &TransportRequest) -> Result<TransportResponse, TransportError>;
 }
 
-/// The built-in blocking HTTP client (ureq), with connect and request timeouts and a bound
-/// on response bodies.
+/// Settings of [`HttpTransport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// Time to connect to the server.
+    pub connect_timeout: Duration,
+    /// Time for a whole request, including reading the body (long polls included: keep it
+    /// above the wait the SDK asks the server for).
+    pub request_timeout: Duration,
+    /// Largest response body read.
+    pub max_response_bytes: u64,
+    /// Idle keep-alive connections kept for reuse (0: a new connection per request).
+    pub idle_connections: usize,
+    /// How long an idle connection stays reusable.
+    pub idle_age: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            idle_connections: DEFAULT_IDLE_CONNECTIONS,
+            idle_age: DEFAULT_IDLE_AGE,
+        }
+    }
+}
+
+/// The built-in blocking HTTP client (ureq), with connect and request timeouts, a bound
+/// on response bodies, and keep-alive: requests reuse idle connections (up to
+/// [`HttpOptions::idle_connections`]) instead of opening one each.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
     agent: ureq::Agent,
@@ -126,30 +162,41 @@ impl HttpTransport {
     /// A client of the server at `base_url` (e.g. `http://127.0.0.1:8080`) with the default
     /// limits.
     pub fn new(base_url: &str) -> Self {
-        Self::with_limits(
-            base_url,
-            DEFAULT_CONNECT_TIMEOUT,
-            DEFAULT_REQUEST_TIMEOUT,
-            DEFAULT_MAX_RESPONSE_BYTES,
-        )
+        Self::with_options(base_url, &HttpOptions::default())
     }
 
-    /// A client with explicit timeouts and response size limit.
+    /// A client with explicit timeouts and response size limit (default keep-alive).
     pub fn with_limits(
         base_url: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
         max_response_bytes: u64,
     ) -> Self {
+        Self::with_options(
+            base_url,
+            &HttpOptions {
+                connect_timeout,
+                request_timeout,
+                max_response_bytes,
+                ..HttpOptions::default()
+            },
+        )
+    }
+
+    /// A client with every setting explicit.
+    pub fn with_options(base_url: &str, options: &HttpOptions) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(connect_timeout))
-            .timeout_global(Some(request_timeout))
+            .timeout_connect(Some(options.connect_timeout))
+            .timeout_global(Some(options.request_timeout))
+            .max_idle_connections(options.idle_connections)
+            .max_idle_connections_per_host(options.idle_connections)
+            .max_idle_age(options.idle_age)
             .build();
         HttpTransport {
             agent: ureq::Agent::new_with_config(config),
             base: base_url.trim_end_matches('/').to_owned(),
-            max_response_bytes,
+            max_response_bytes: options.max_response_bytes,
         }
     }
 
@@ -226,6 +273,10 @@ fn transport_error(e: ureq::Error) -> TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn debug_never_shows_the_bearer_token() {
@@ -256,5 +307,103 @@ mod tests {
         );
         let bad = t.send(&TransportRequest::get("v1/plan", None)).unwrap_err();
         assert!(matches!(bad, TransportError::InvalidRequest(_)));
+    }
+
+    /// A minimal HTTP/1.1 server answering `200 ok` to every request with keep-alive; it
+    /// counts the TCP connections it accepted.
+    fn counting_server() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || serve_connection(stream));
+            }
+        });
+        (base, accepted)
+    }
+
+    fn serve_connection(stream: TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut writer = stream;
+        loop {
+            // Bodyless requests (GET): the head ends at an empty line.
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line == "\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            if writer.write_all(answer).is_err() {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn sequential_requests_reuse_one_connection() {
+        let (base, accepted) = counting_server();
+        let t = HttpTransport::new(&base);
+        for _ in 0..20 {
+            let r = t.send(&TransportRequest::get("/v1/plan", None)).unwrap();
+            assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "keep-alive, not one per request"
+        );
+    }
+
+    #[test]
+    fn a_shared_transport_needs_no_more_connections_than_threads() {
+        let (base, accepted) = counting_server();
+        let threads = 8;
+        let t = HttpTransport::with_options(
+            &base,
+            &HttpOptions {
+                idle_connections: threads,
+                ..HttpOptions::default()
+            },
+        );
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for _ in 0..25 {
+                        let r = t.send(&TransportRequest::get("/v1/plan", None)).unwrap();
+                        assert_eq!(r.status, 200);
+                    }
+                });
+            }
+        });
+        // Each thread holds at most one connection at a time and the pool keeps them all.
+        let n = accepted.load(Ordering::SeqCst);
+        assert!(
+            (1..=threads).contains(&n),
+            "{n} connections for 200 requests"
+        );
+    }
+
+    #[test]
+    fn without_idle_connections_every_request_connects() {
+        let (base, accepted) = counting_server();
+        let t = HttpTransport::with_options(
+            &base,
+            &HttpOptions {
+                idle_connections: 0,
+                ..HttpOptions::default()
+            },
+        );
+        for _ in 0..5 {
+            t.send(&TransportRequest::get("/v1/plan", None)).unwrap();
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
     }
 }

@@ -178,11 +178,10 @@ impl TestServer {
             .expect("init population");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let options = ServeOptions {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            http,
             tick: drive.then_some(Duration::from_millis(20)),
-            drive: None,
+            ..ServeOptions::loopback(http.max_body_bytes)
         };
+        let options = ServeOptions { http, ..options };
         let running = runtime
             .block_on(async {
                 ops::start(

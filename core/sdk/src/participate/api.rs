@@ -257,14 +257,19 @@ impl<'a> ServerApi<'a> {
         self.poll(&path, "stage opening")
     }
 
-    /// GETs `path` until `200`, sleeping `Retry-After` (capped) on `204` and `429`.
+    /// GETs `path` until `200`, sleeping `Retry-After` (capped) on `204` and `429`. Each
+    /// GET is a long poll (`?wait=S`): the server holds it until the round moves, for at
+    /// most the whole seconds of `max_interval`, so a cancel is still seen as often as
+    /// between plain polls (a server that does not hold requests answers at once).
     fn poll(&mut self, path: &str, what: &'static str) -> Result<Vec<u8>> {
         let started = Instant::now();
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let response = self.get(path)?;
+            let remaining = self.polling.patience.saturating_sub(started.elapsed());
+            let wait = remaining.min(self.polling.max_interval).as_secs();
+            let response = self.get(&format!("{path}?wait={wait}"))?;
             match response.status {
                 200 => return Ok(response.body),
                 204 | 429 => {

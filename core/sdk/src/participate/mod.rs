@@ -120,7 +120,9 @@ impl CancelToken {
 pub struct ParticipationOptions {
     /// Longest wait for any one server step (the cohort being fixed, a stage opening).
     pub patience: Duration,
-    /// Longest pause between two polls, whatever `Retry-After` says.
+    /// Longest pause between two polls, whatever `Retry-After` says; also how long a poll
+    /// asks the server to hold it until the round moves (a long poll, whole seconds), so
+    /// keep it under the host HTTP stack's read timeout. A cancel is seen within it.
     pub max_poll_interval: Duration,
 }
 
@@ -144,6 +146,9 @@ pub struct StageTimings {
     pub secagg_client_ms: f64,
     /// Requests and waiting for the server.
     pub network_ms: f64,
+    /// The masked-input upload's request (part of `network_ms`).
+    #[serde(default)]
+    pub upload_ms: f64,
     /// The whole participation.
     pub total_ms: f64,
 }
@@ -430,9 +435,11 @@ impl Device {
             cx.step()?;
             self.upload_permit(cx.grant)?;
             let len = bytes.len() as u64;
+            let timer = Instant::now();
             cx.api.submit(cx.round.id, stage, bytes)?;
             cx.progress.bytes_sent += len;
             if stage == Stage::MaskedInput {
+                cx.timings.upload_ms = millis(timer.elapsed());
                 upload_bytes = len;
                 cx.progress.masked_input_sent = true;
                 self.log_upload(round_id, len, &dp_plan, cx)?;

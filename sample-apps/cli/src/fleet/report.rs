@@ -161,6 +161,8 @@ pub struct Timings {
     pub secagg_client_ms: f64,
     /// Time in requests to the server (uploads, downloads, polling), ms.
     pub network_ms: f64,
+    /// Of `network_ms`: the masked-input upload's request, ms.
+    pub upload_ms: f64,
     /// Check-in window, ms.
     pub check_in_ms: f64,
     /// Server: unmasking the sum, ms.
@@ -286,12 +288,13 @@ pub fn table(report: &FleetReport) -> String {
         let _ = writeln!(
             out,
             "last round, per device (mean): train {:.1} ms, encode {:.1} ms, SecAgg+ client {:.1} \
-             ms, network {:.1} ms; server: check-in {:.0} ms, unmask {:.1} ms, decode {:.1} ms, \
-             optimizer {:.2} ms",
+             ms, network {:.1} ms (upload {:.1} ms); server: check-in {:.0} ms, unmask {:.1} ms, \
+             decode {:.1} ms, optimizer {:.2} ms",
             t.train_ms,
             t.encode_ms,
             t.secagg_client_ms,
             t.network_ms,
+            t.upload_ms,
             t.check_in_ms,
             t.unmask_ms,
             t.decode_ms,

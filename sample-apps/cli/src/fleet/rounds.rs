@@ -1,8 +1,10 @@
 //! One simulated day: the devices that are idle and charging today open their stores and
 //! call `Device::participate` at once, each on its own thread (SecAgg+ needs the cohort
-//! together), over the real HTTP transport, some through a transport that drops out at a
-//! random stage. The server selects, aggregates and publishes; the fleet waits for the
-//! round to end and reads what happened from the server's records.
+//! together) with its own HTTP client (its own keep-alive connection, as a phone has),
+//! some through a transport that drops out at a random stage. How many devices compute at
+//! the same instant is bounded by the machine's cores ([`Cores`]). The server selects,
+//! aggregates and publishes; the fleet waits for the round to end and reads what happened
+//! from the server's records.
 
 use std::time::{Duration, Instant};
 
@@ -16,16 +18,15 @@ use rand_core::RngCore;
 
 use super::FleetError;
 use super::devices::{Fleet, SimDevice};
-use super::transport::{DROPOUT_STAGES, DropoutTransport};
+use super::transport::{Cores, DROPOUT_STAGES, DropoutTransport, OnCore};
 
 /// Stack of a device thread: training and SecAgg+ run on it.
 const DEVICE_STACK: usize = 2 << 20;
-/// Devices poll more often than the server's one-second `Retry-After` hint: the simulation
-/// measures the protocol, not the pause between polls (the pauses still count as network
-/// time in each device's timings).
+/// Devices long-poll (the server answers as soon as the round moves, holding each poll up
+/// to five seconds), so no device sits out a pause after its stage opened.
 const POLLING: ParticipationOptions = ParticipationOptions {
     patience: Duration::from_secs(300),
-    max_poll_interval: Duration::from_millis(200),
+    max_poll_interval: Duration::from_secs(5),
 };
 /// Longest the fleet waits for the server to open or finish a round.
 const ROUND_PATIENCE: Duration = Duration::from_secs(600);
@@ -68,7 +69,8 @@ pub fn run_round(
     dropout: f64,
     rng: &mut impl RngCore,
 ) -> Result<RoundRun, FleetError> {
-    let http = HttpTransport::new(&format!("http://{}", server.addr));
+    let base = format!("http://{}", server.addr);
+    let cores = Cores::of_this_machine();
     let plans: Vec<Option<&'static str>> = devices
         .iter()
         .map(|_| {
@@ -89,10 +91,13 @@ pub fn run_round(
             .iter()
             .zip(&plans)
             .map(|(device, plan)| {
-                let http = &http;
+                let (base, cores) = (&base, &cores);
                 std::thread::Builder::new()
                     .stack_size(DEVICE_STACK)
-                    .spawn_scoped(scope, move || attempt(device, http, population, *plan))
+                    .spawn_scoped(scope, move || {
+                        let http = HttpTransport::new(base);
+                        attempt(device, &OnCore::new(&http, cores), population, *plan)
+                    })
             })
             .collect();
         handles
@@ -119,26 +124,37 @@ pub fn run_round(
 /// The device's whole participation: eligibility, check-in, training, encoding, SecAgg+.
 fn attempt(
     device: &covey_sdk::Device,
-    http: &HttpTransport,
+    network: &OnCore<'_, HttpTransport>,
     population: &str,
     dropout: Option<&'static str>,
 ) -> Attempt {
-    let transport = DropoutTransport::new(http, dropout);
+    let transport = DropoutTransport::new(network, dropout);
     // A simulated phone is always idle, charging and on Wi-Fi: whether it takes part is
     // decided by consent, the population's policy and the server's selection.
     let conditions = DeviceConditions::ideal();
     let cancel = CancelToken::new();
+    let mut queued_before = network.queued();
     let mut result = device.participate_with(&transport, &conditions, &cancel, &POLLING);
     // Registers on its first eligible day only: a device without consent never contacts
     // the server (the SDK declines before needing a registration).
     if matches!(result, Err(covey_sdk::Error::NotRegistered)) {
-        if let Err(e) = device.join(http, population) {
+        if let Err(e) = device.join(network, population) {
             return Attempt::Failed(format!("registration: {e}"));
         }
+        queued_before = network.queued();
         result = device.participate_with(&transport, &conditions, &cancel, &POLLING);
     }
     match result {
-        Ok(outcome) => Attempt::Completed(outcome),
+        Ok(mut outcome) => {
+            // The SDK times requests from outside the transport: waiting for a simulated
+            // core happened inside them but is the simulator's queue, not the network.
+            let queued = (network.queued() - queued_before).as_secs_f64() * 1e3;
+            let upload_queued = network.queued_after_upload().as_secs_f64() * 1e3;
+            let timings = &mut outcome.timings;
+            timings.network_ms = (timings.network_ms - queued).max(0.0);
+            timings.upload_ms = (timings.upload_ms - upload_queued).max(0.0);
+            Attempt::Completed(outcome)
+        }
         Err(_) if transport.dropped() => Attempt::DroppedOut,
         Err(covey_sdk::Error::NotEligible(why)) => Attempt::Ineligible(why.to_string()),
         Err(covey_sdk::Error::NotSelected) => Attempt::NotSelected,
