@@ -304,7 +304,7 @@ fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
         .enable_all()
         .build()
         .map_err(|e| FleetError::Input(format!("starting the server runtime: {e}")))?;
-    let running = server::start(&runtime, store.clone(), clock.clone(), devices.len())?;
+    let running = server::start(&runtime, store.clone(), clock.clone())?;
     let initial = model_quality(&*store, &population, 0, &data.split, &eval.model)?;
 
     // Rounds run back to back (the server opens the next one as soon as one ends); every
@@ -506,13 +506,10 @@ fn population_spec(
         // of today's devices); the window is the fallback.
         check_in_max: check_in_max.max(cohort),
         dropout_tolerance,
-        // Long enough for every device to check in, and for the whole cohort to train,
-        // encode and mask on a loaded two-core machine (~40 ns per member and parameter,
-        // tripled, plus 10 s of slack); short enough that a dropout costs seconds, not
-        // minutes (the server waits out the deadline of every stage someone dropped in).
+        // Long enough for every device to check in (it closes early once they have); the
+        // stage deadlines follow from the cohort's work (`PopulationSpec::stage_deadlines`).
         check_in_secs: 3 + (per_round / 100) as u64,
         rounds: args.rounds,
-        stage_secs: 10 + (cohort * parameters / 8_000_000) as u64,
         optimizer: if args.optimizer == "fedavg" {
             "fedavg"
         } else {
@@ -618,6 +615,7 @@ fn round_row(
         encode_ms: mean(|o| o.timings.encode_ms),
         secagg_client_ms: mean(|o| o.timings.secagg_client_ms),
         network_ms: mean(|o| o.timings.network_ms),
+        upload_ms: mean(|o| o.timings.upload_ms),
         check_in_ms: profile.check_in_ms as f64,
         unmask_ms: profile.unmask_ms,
         decode_ms: profile.decode_ms,

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use covey_model::{Catalog, ModelConfig, ParamLayout, write_catalog_csv};
 use covey_protocol::dp::rotation::padded_len;
 use covey_protocol::secagg::{AdversaryClass, ThreatModel, params};
-use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
 use covey_server::ops::{self, Running, ServeOptions};
 use covey_server::storage::Storage;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 
 use super::FleetError;
 use super::clock::SimClock;
