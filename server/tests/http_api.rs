@@ -69,7 +69,7 @@ fn the_whole_item_table_is_downloadable_by_version() {
     let model = covey_model::GlobalModel::from_bytes(&latest.body).unwrap();
     assert_eq!(model.layout().len(), common::SMALL_PARAMETERS);
     assert_eq!(model.catalog(), &common::small_catalog());
-    assert_eq!(model.catalog().item(5).unwrap().category, "cat-1");
+    assert_eq!(model.catalog().item(5).unwrap().category, "cat-5");
     assert!(model.params().iter().any(|v| *v != 0.0));
     let v0 = device.get("/v1/models/0");
     assert_eq!(v0.body, latest.body);

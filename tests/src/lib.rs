@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use covey_model::{Catalog, ItemInfo};
+use covey_model::Catalog;
 use covey_sdk::audit::MemoryAnchorStore;
 use covey_sdk::consent::{ConsentEventKind, Controller, PurposeId};
 use covey_sdk::notice::Notice;
@@ -19,7 +19,7 @@ use covey_sdk::{
     ParticipationOptions, ParticipationOutcome, Transport,
 };
 use covey_server::clock::SystemClock;
-use covey_server::config::{PopulationConfig, catalog_csv};
+use covey_server::config::{Deadlines, PopulationConfig, RawConfig, catalog_csv, parse_catalog};
 use covey_server::ops::{self, Running, ServeOptions};
 use covey_server::storage::RoundRecord;
 use covey_store::{
@@ -31,62 +31,44 @@ use rand_core::{RngCore, SeedableRng};
 /// 2026-01-01T00:00:00Z: the members' (fake) clock.
 pub const T0: i64 = 1_767_225_600_000;
 
-/// A small catalog: `items` SKUs in 6 categories and 4 price levels.
-pub fn catalog(items: usize) -> Catalog {
-    let list = (0..items)
-        .map(|i| ItemInfo {
-            category: format!("cat-{}", i % 6),
-            price_band: Some(covey_model::price_band(150 * (1 + (i % 4) as i64))),
-            ..ItemInfo::new(format!("sku-{i}"))
-        })
-        .collect();
-    Catalog::new(list).expect("catalog")
+/// The shared test population ([`covey_test_support::POPULATION_TOML`]), which the Python
+/// and Kotlin binding tests and covey-server's and covey-sdk's tests start from as well.
+pub fn fixture_population() -> RawConfig {
+    toml::from_str(covey_test_support::POPULATION_TOML).expect("fixture population")
 }
 
-/// A population TOML over `catalog.csv`: dimension `dim`, cohorts of `cohort_min..=cohort_max`,
-/// FedAvg, no contribution bounds that a test's repeated rounds would hit. Check-in stays
-/// open long enough for every test device to join on a loaded machine; it closes as soon as
-/// `cohort_max` devices are in.
+/// The first `items` SKUs (`sku-0`, `sku-1`, ..., in 6 categories and 4 price levels) of the
+/// shared test catalog.
+pub fn catalog(items: usize) -> Catalog {
+    parse_catalog(covey_test_support::items_csv(items).as_bytes()).expect("catalog")
+}
+
+/// A population TOML over `catalog.csv`: the shared fixture with dimension `dim`, cohorts of
+/// `cohort_min..=cohort_max`, no contribution bounds that a test's repeated rounds would hit.
+/// Check-in stays open long enough for every test device to join on a loaded machine; it
+/// closes as soon as `cohort_max` devices are in. Stages allow for cohorts of dozens of
+/// devices on two cores, and a dropout tolerance for the tests that drop 20% of them.
 pub fn population_toml(name: &str, dim: usize, cohort_min: usize, cohort_max: usize) -> String {
-    format!(
-        r#"
-[population]
-name = "{name}"
-[model]
-dim = {dim}
-feature_rows = 16
-catalog = "catalog.csv"
-[model.training]
-local_epochs = 2
-negatives = 16
-[privacy]
-mechanism = "skellam"
-epsilon_budget = 1000000.0
-delta = 1e-6
-clip_norm = 1.0
-noise_multiplier = 0.5
-bits = 24
-[secagg]
-cohort_min = {cohort_min}
-cohort_max = {cohort_max}
-dropout_tolerance = 0.4
-adversarial_fraction = 0.05
-[deadlines]
-check_in = 20
-advertise_keys = 6
-share_keys = 6
-masked_input = 10
-consistency_check = 6
-unmask = 6
-[eligibility]
-min_examples = 3
-min_separation_hours = 0
-max_per_day = 100
-[optimizer]
-kind = "fedavg"
-learning_rate = 1.0
-"#
-    )
+    let mut raw = fixture_population();
+    raw.population.name = name.to_owned();
+    raw.model.dim = dim;
+    raw.model.feature_rows = 16;
+    raw.model.catalog = "catalog.csv".to_owned();
+    raw.model.training.negatives = 16;
+    raw.privacy.noise_multiplier = 0.5;
+    raw.secagg.cohort_min = cohort_min;
+    raw.secagg.cohort_max = cohort_max;
+    raw.secagg.dropout_tolerance = 0.4;
+    raw.deadlines = Deadlines {
+        check_in: 20,
+        advertise_keys: 6,
+        share_keys: 6,
+        masked_input: 10,
+        consistency_check: 6,
+        unmask: 6,
+    };
+    raw.eligibility.max_per_day = 100;
+    toml::to_string(&raw).expect("population TOML")
 }
 
 /// Writes `toml` and its catalog into `dir` and creates the population in the SQLite store
@@ -236,17 +218,7 @@ fn device_config() -> DeviceConfig {
     }
 }
 
-/// A temporary directory on a RAM file system when there is one (the store syncs every
-/// commit; on a shared disk that would dominate the test time without testing more).
-pub fn tempdir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(dir) = tempfile::tempdir_in(shm)
-    {
-        return dir;
-    }
-    tempfile::tempdir().expect("tempdir")
-}
+pub use covey_test_support::tempdir;
 
 impl Member {
     /// A member with `purchases` purchases of catalog items (drawn with `seed`), who has

@@ -1,54 +1,41 @@
 """A real covey-server on loopback for the round tests: `covey-server init` from a population
 TOML and an items CSV, `export-model` for the app's bundled model, then `serve`."""
 
+import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
-CATEGORIES = ["espresso", "filter", "tea", "pastry", "sandwich"]
-ITEMS = [f"sku-{i:02d}" for i in range(30)]
+# The shared test population and catalog, also read by the Rust and Kotlin suites.
+FIXTURES = pathlib.Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+ITEM_COUNT = 30
+ITEMS = [f"sku-{i}" for i in range(ITEM_COUNT)]
+# A device may wait alone for its cohort (the cancel test) and three members on a loaded
+# machine take a while to gather: every stage gets 30 s.
+STAGES = ["check_in", "advertise_keys", "share_keys", "masked_input", "consistency_check", "unmask"]
 
-POPULATION_TOML = """
-[population]
-name = "{name}"
-[model]
-dim = 4
-feature_rows = 8
-catalog = "items.csv"
-[model.training]
-local_epochs = 2
-negatives = 8
-[privacy]
-mechanism = "skellam"
-epsilon_budget = 1000.0
-delta = 1e-6
-clip_norm = 1.0
-noise_multiplier = 1.0
-bits = 20
-[secagg]
-cohort_min = 3
-cohort_max = 3
-dropout_tolerance = 0.3
-adversarial_fraction = 0.05
-[deadlines]
-check_in = 30
-advertise_keys = 30
-share_keys = 30
-masked_input = 30
-consistency_check = 30
-unmask = 30
-[eligibility]
-min_examples = 3
-min_separation_hours = 0
-max_per_day = 100
-[optimizer]
-kind = "fedavg"
-learning_rate = 1.0
-"""
+
+def population_toml(**fields) -> str:
+    """tests/fixtures/population.toml with the `key = value` line of each of `fields` replaced
+    (every key is unique in that file)."""
+    text = (FIXTURES / "population.toml").read_text()
+    for key, value in fields.items():
+        text, found = re.subn(rf"^{key} = .*$", f"{key} = {json.dumps(value)}", text, flags=re.M)
+        if found != 1:
+            raise KeyError(f"{key} is not a line of {FIXTURES / 'population.toml'}")
+    return text
+
+
+def items_csv(count: int) -> str:
+    """The header and first `count` items of tests/fixtures/items.csv."""
+    lines = (FIXTURES / "items.csv").read_text().splitlines(keepends=True)[: 1 + count]
+    assert [line.split(",")[0] for line in lines[1:]] == ITEMS[:count], "fixture items changed"
+    return "".join(lines)
 
 
 def server_binary() -> str:
@@ -72,15 +59,9 @@ class Server:
     def __init__(self, workdir: pathlib.Path, population: str):
         self.population = population
         self.data = workdir / "server-data"
-        (workdir / "items.csv").write_text(
-            "item_id,category,price\n"
-            + "".join(
-                f"{item},{CATEGORIES[i % len(CATEGORIES)]},{200 + 10 * i}\n"
-                for i, item in enumerate(ITEMS)
-            )
-        )
+        (workdir / "items.csv").write_text(items_csv(ITEM_COUNT))
         config = workdir / "population.toml"
-        config.write_text(POPULATION_TOML.format(name=population))
+        config.write_text(population_toml(name=population, **{stage: 30 for stage in STAGES}))
         binary = server_binary()
         self._run(binary, "init", "--config", str(config), "--data", str(self.data))
         model = workdir / "model-v0.bin"

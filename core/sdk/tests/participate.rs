@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Fixture, contains, dir_bytes, purchase};
-use covey_model::{Catalog, ItemInfo};
 use covey_sdk::audit_entry::AuditEvent;
 use covey_sdk::consent::{ConsentEventKind, PurposeId};
 use covey_sdk::{
@@ -17,7 +16,7 @@ use covey_sdk::{
     Transport, TransportError, TransportRequest, TransportResponse,
 };
 use covey_server::clock::SystemClock;
-use covey_server::config::PopulationConfig;
+use covey_server::config::{Deadlines, PopulationConfig, RawConfig, parse_catalog};
 use covey_server::ops::{self, Running, ServeOptions};
 use covey_store::ParticipationOutcome as Ended;
 use rand_chacha::ChaCha20Rng;
@@ -25,45 +24,28 @@ use rand_core::SeedableRng;
 
 const POPULATION: &str = "sdk-test";
 
+/// The shared test population ([`covey_test_support::POPULATION_TOML`]) over 40 items,
+/// with patient 30-second stages (a test may hold a device between them), cohorts of up to 10
+/// and a small budget and per-day cap.
 fn config(min_examples: u32) -> PopulationConfig {
-    let toml = format!(
-        r#"
-[population]
-name = "{POPULATION}"
-[model]
-dim = 4
-feature_rows = 8
-catalog = "items.csv"
-[privacy]
-mechanism = "skellam"
-epsilon_budget = 100.0
-delta = 1e-6
-clip_norm = 1.0
-noise_multiplier = 1.0
-bits = 20
-[secagg]
-cohort_min = 3
-cohort_max = 10
-dropout_tolerance = 0.3
-adversarial_fraction = 0.05
-[deadlines]
-check_in = 30
-advertise_keys = 30
-share_keys = 30
-masked_input = 30
-consistency_check = 30
-unmask = 30
-[eligibility]
-min_examples = {min_examples}
-min_separation_hours = 0
-max_per_day = 10
-[optimizer]
-kind = "fedavg"
-learning_rate = 1.0
-"#
-    );
-    let items = (0..40).map(|i| ItemInfo::new(format!("sku-{i}"))).collect();
-    PopulationConfig::from_toml(&toml, Catalog::new(items).unwrap()).unwrap()
+    let mut raw: RawConfig = toml::from_str(covey_test_support::POPULATION_TOML).unwrap();
+    raw.population.name = POPULATION.to_owned();
+    raw.privacy.epsilon_budget = 100.0;
+    raw.privacy.noise_multiplier = 1.0;
+    raw.privacy.bits = 20;
+    raw.secagg.cohort_max = 10;
+    raw.deadlines = Deadlines {
+        check_in: 30,
+        advertise_keys: 30,
+        share_keys: 30,
+        masked_input: 30,
+        consistency_check: 30,
+        unmask: 30,
+    };
+    raw.eligibility.min_examples = min_examples;
+    raw.eligibility.max_per_day = 10;
+    let catalog = parse_catalog(covey_test_support::items_csv(40).as_bytes()).unwrap();
+    PopulationConfig::new(raw, catalog).unwrap()
 }
 
 /// A server on loopback (driving rounds when `drive`), in its own runtime.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use covey_model::Catalog;
 use covey_server::clock::SystemClock;
-use covey_server::config::{PopulationConfig, parse_catalog};
+use covey_server::config::{PopulationConfig, RawConfig, parse_catalog};
 use covey_server::http::{HttpConfig, RateLimit};
 use covey_server::ops::{self, Running, ServeOptions};
 use rand_chacha::ChaCha20Rng;
@@ -72,13 +72,10 @@ pub fn on_every_backend(check: impl Fn(&dyn Storage)) {
     }
 }
 
-/// The small population's catalog file: 20 items in 4 categories and 3 price bands.
+/// The small population's catalog file: the first 20 items of the shared test catalog
+/// (`sku-0`..`sku-19`, 6 categories, 4 price levels).
 pub fn small_items_csv() -> String {
-    let mut csv = String::from("item_id,category,price\n");
-    for i in 0..20 {
-        csv.push_str(&format!("sku-{i},cat-{},{}\n", i % 4, 150 * (1 + i % 3)));
-    }
-    csv
+    covey_test_support::items_csv(20)
 }
 
 /// [`small_items_csv`] parsed.
@@ -103,44 +100,20 @@ pub fn small_config(name: &str) -> String {
     config_with_budget(name, 1e6)
 }
 
-/// [`small_config`] with another ε budget.
+/// [`small_config`] with another ε budget: the shared test population
+/// ([`covey_test_support::POPULATION_TOML`]) with a smaller model (dimension 3, 4 feature rows),
+/// cohorts of up to 5 so a test can check in more devices than the minimum, and one example
+/// enough to take part.
 pub fn config_with_budget(name: &str, budget: f64) -> String {
-    format!(
-        r#"
-[population]
-name = "{name}"
-[model]
-dim = 3
-feature_rows = 4
-catalog = "items.csv"
-[privacy]
-mechanism = "skellam"
-epsilon_budget = {budget:?}
-delta = 1e-6
-clip_norm = 1.0
-noise_multiplier = 0.01
-bits = 24
-[secagg]
-cohort_min = 3
-cohort_max = 5
-dropout_tolerance = 0.3
-adversarial_fraction = 0.05
-[deadlines]
-check_in = 1
-advertise_keys = 4
-share_keys = 4
-masked_input = 4
-consistency_check = 4
-unmask = 4
-[eligibility]
-min_examples = 1
-min_separation_hours = 0
-max_per_day = 24
-[optimizer]
-kind = "fedavg"
-learning_rate = 1.0
-"#
-    )
+    let mut raw: RawConfig =
+        toml::from_str(covey_test_support::POPULATION_TOML).expect("fixture population");
+    raw.population.name = name.to_owned();
+    raw.model.dim = 3;
+    raw.model.feature_rows = 4;
+    raw.privacy.epsilon_budget = budget;
+    raw.secagg.cohort_max = 5;
+    raw.eligibility.min_examples = 1;
+    toml::to_string(&raw).expect("population TOML")
 }
 
 /// Default HTTP settings for tests.

@@ -20,18 +20,7 @@ use rand_core::SeedableRng;
 
 pub const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
-/// A temporary directory on a RAM file system when there is one: the store syncs every
-/// commit (`synchronous=FULL`), which on a shared disk would dominate the test time without
-/// testing anything more.
-pub fn tempdir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(dir) = tempfile::tempdir_in(shm)
-    {
-        return dir;
-    }
-    tempfile::tempdir().expect("tempdir")
-}
+pub use covey_test_support::tempdir;
 
 pub fn context() -> RecordContext {
     RecordContext {

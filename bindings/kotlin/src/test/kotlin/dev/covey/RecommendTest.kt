@@ -54,7 +54,7 @@ class RecommendTest {
 
     @Test
     fun `with consent and enough history offers are personal and explained by the member's purchases`() {
-        val history = listOf("espresso", "flat-white", "croissant", "espresso", "banana-bread")
+        val history = listOf("sku-0", "sku-1", "sku-6", "sku-0", "sku-7")
         client("fan", consent = true, items = history).use { client ->
             val recs = client.recommend(3u)
             assertTrue(recs.personalized)
@@ -73,7 +73,7 @@ class RecommendTest {
 
     @Test
     fun `without consent the ranking is global and no history is used to explain it`() {
-        client("private", consent = false, items = listOf("espresso", "flat-white", "croissant")).use { client ->
+        client("private", consent = false, items = listOf("sku-0", "sku-1", "sku-6")).use { client ->
             val recs = client.recommend(3u)
             assertFalse(recs.personalized)
             assertTrue(recs.fallback is FallbackReason.NoConsent, "${recs.fallback}")
@@ -85,14 +85,14 @@ class RecommendTest {
 
     @Test
     fun `withdrawal switches to the global ranking at once, and too little history says how much`() {
-        client("changes-mind", consent = true, items = listOf("espresso", "flat-white", "croissant", "green-tea")).use { client ->
+        client("changes-mind", consent = true, items = listOf("sku-0", "sku-1", "sku-6", "sku-4")).use { client ->
             assertTrue(client.recommend(3u).personalized)
             client.withdraw(Purpose.PERSONALIZATION, Clients.NOTICE_VERSION, "privacy_center")
             val after = client.recommend(3u)
             assertFalse(after.personalized)
             assertTrue(after.fallback is FallbackReason.NoConsent)
         }
-        client("newcomer", consent = true, items = listOf("espresso")).use { client ->
+        client("newcomer", consent = true, items = listOf("sku-0")).use { client ->
             val fallback = client.recommend(3u).fallback
             assertTrue(fallback is FallbackReason.TooLittleHistory, "$fallback")
             fallback as FallbackReason.TooLittleHistory

@@ -2,6 +2,7 @@ package dev.covey
 
 import dev.covey.platform.HttpUrlConnectionTransport
 import dev.covey.testing.Clients
+import dev.covey.testing.Fixtures
 import dev.covey.testing.InMemoryKeyStore
 import dev.covey.testing.LocalServer
 import java.io.File
@@ -57,9 +58,9 @@ class RoundTest {
     @Test
     fun `three members take part in one round and each privacy center records the upload`() {
         val members = listOf(
-            member("m1", listOf("espresso", "croissant", "flat-white", "espresso")),
-            member("m2", listOf("green-tea", "earl-grey", "croissant", "green-tea")),
-            member("m3", listOf("espresso", "oat-latte", "banana-bread", "cold-brew")),
+            member("m1", listOf("sku-0", "sku-6", "sku-1", "sku-0")),
+            member("m2", listOf("sku-4", "sku-5", "sku-6", "sku-4")),
+            member("m3", listOf("sku-0", "sku-2", "sku-7", "sku-3")),
         )
         val pool = Executors.newFixedThreadPool(members.size)
         try {
@@ -105,7 +106,7 @@ class RoundTest {
                 return HttpUrlConnectionTransport(server.baseUrl).send(request)
             }
         }
-        member("no-consent", listOf("espresso", "croissant", "espresso"), training = false).use { client ->
+        member("no-consent", listOf("sku-0", "sku-6", "sku-0"), training = false).use { client ->
             val e = assertThrows<CoveyException.NotEligible> { CancelHandle().use { client.participateWithTransport(spy, plugged, it) } }
             assertTrue(e.message.orEmpty().contains("consent"), e.message)
         }
@@ -114,7 +115,7 @@ class RoundTest {
 
     @Test
     fun `a phone on battery is not eligible, with the reason named`() {
-        member("on-battery", listOf("espresso", "croissant", "espresso")).use { client ->
+        member("on-battery", listOf("sku-0", "sku-6", "sku-0")).use { client ->
             val unplugged = plugged.copy(charging = false, batteryPercent = 15u)
             val e = assertThrows<CoveyException.NotEligible> { CancelHandle().use { client.participateWithTransport(HttpUrlConnectionTransport(server.baseUrl), unplugged, it) } }
             assertTrue(e.message.orEmpty().contains("charging"), e.message)
@@ -126,7 +127,7 @@ class RoundTest {
         val down = object : Transport {
             override fun send(request: TransportRequest): TransportResponse = throw TransportException.Unreachable("connection refused")
         }
-        member("offline", listOf("espresso", "croissant", "espresso")).use { client ->
+        member("offline", listOf("sku-0", "sku-6", "sku-0")).use { client ->
             assertThrows<CoveyException.Network> { CancelHandle().use { client.participateWithTransport(down, plugged, it) } }
             val cancelled = CancelHandle().also { it.cancel() }
             assertThrows<CoveyException.Cancelled> { client.participateWithTransport(HttpUrlConnectionTransport(server.baseUrl), plugged, cancelled) }
@@ -136,9 +137,7 @@ class RoundTest {
 
     companion object {
         const val T0 = 1_767_225_600_000L
-        val CATALOG = "item_id,category,price\n" + listOf(
-            "espresso,coffee,250", "flat-white,coffee,400", "oat-latte,coffee,450", "cold-brew,coffee,420",
-            "green-tea,tea,280", "earl-grey,tea,260", "croissant,bakery,300", "banana-bread,bakery,360",
-        ).joinToString("") { "$it\n" }
+        /** The first 8 items (`sku-0`..`sku-7`) of the shared test catalog. */
+        val CATALOG = Fixtures.itemsCsv(8)
     }
 }

@@ -9,7 +9,7 @@ import java.util.concurrent.TimeUnit
 
 /**
  * A real `covey-server` process on loopback for the JVM tests: `init` a small coffee-shop
- * population from a TOML config and the caller's items CSV, then `serve` it on a free port and wait for
+ * population from the shared test config and the caller's items CSV, then `serve` it on a free port and wait for
  * `/healthz`. The binary comes from the `covey.server.bin` system property (set by Maven from
  * scripts/tests.d/60-kotlin). Rounds are small (cohorts of [cohortMin] devices, one-second
  * check-in) so a test can run one with a handful of clients.
@@ -82,42 +82,19 @@ class LocalServer private constructor(
             return output
         }
 
-        // Small and fast: 1-second check-in, 4-second stages, no per-day cap or separation,
-        // FedAvg at rate 1 so the published model visibly moves.
-        private fun populationToml(cohortMin: Int, cohortMax: Int) = """
-            [population]
-            name = "$POPULATION"
-            [model]
-            dim = 8
-            feature_rows = 16
-            catalog = "items.csv"
-            [privacy]
-            mechanism = "skellam"
-            epsilon_budget = 1000000.0
-            delta = 1e-6
-            clip_norm = 1.0
-            noise_multiplier = 0.01
-            bits = 24
-            [secagg]
-            cohort_min = $cohortMin
-            cohort_max = $cohortMax
-            dropout_tolerance = 0.3
-            adversarial_fraction = 0.05
-            [deadlines]
-            check_in = 1
-            advertise_keys = 4
-            share_keys = 4
-            masked_input = 4
-            consistency_check = 4
-            unmask = 4
-            [eligibility]
-            min_examples = 3
-            min_separation_hours = 0
-            max_per_day = 24
-            [optimizer]
-            kind = "fedavg"
-            learning_rate = 1.0
-        """.trimIndent() + "\n"
+        // The shared test population (tests/fixtures/population.toml: small and fast, 1-second
+        // check-in, FedAvg at rate 1 so the published model visibly moves) with this server's
+        // name and cohort sizes. Every key is unique in the file, so a line is replaced whole.
+        private fun populationToml(cohortMin: Int, cohortMax: Int): String {
+            val fields = mapOf("name" to "\"$POPULATION\"", "cohort_min" to "$cohortMin", "cohort_max" to "$cohortMax")
+            val replaced = mutableSetOf<String>()
+            val toml = Fixtures.file("population.toml").readLines().joinToString("\n", postfix = "\n") { line ->
+                val key = line.substringBefore(" = ", missingDelimiterValue = "")
+                fields[key]?.let { replaced += key; "$key = $it" } ?: line
+            }
+            check(replaced == fields.keys) { "population.toml lacks ${fields.keys - replaced}" }
+            return toml
+        }
     }
 
     private fun awaitHealthy() {
