@@ -308,7 +308,7 @@ fn bench_round(c: &mut Criterion) {
     use covey_protocol::secagg::simulation::{SimulationConfig, simulate};
     let (n, k, m) = match scale() {
         Scale::Test => (10, 4, 100),
-        Scale::Quick | Scale::Full => (100, 32, 10_000),
+        _ => (100, 32, 10_000),
     };
     let mut group = c.benchmark_group("secagg_round");
     group

@@ -137,19 +137,16 @@ fn signed_toml(name: &str, cohort: usize) -> String {
     ::toml::to_string(&raw).expect("population TOML")
 }
 
+/// A member, its network and how its participation ended.
+type Participant = (
+    Arc<Member>,
+    Arc<Mitm>,
+    covey_sdk::Result<ParticipationOutcome>,
+);
+
 /// Runs one round of `attacks.len()` members, member i behind a man in the middle doing
-/// `attacks[i]`; returns each member, its network and its result once the round ended.
-fn run(
-    name: &str,
-    attacks: &[Attack],
-) -> (
-    Vec<(
-        Arc<Member>,
-        Arc<Mitm>,
-        covey_sdk::Result<ParticipationOutcome>,
-    )>,
-    RoundPhase,
-) {
+/// `attacks[i]`; returns each participant and the round's final phase.
+fn run(name: &str, attacks: &[Attack]) -> (Vec<Participant>, RoundPhase) {
     let dir = tempdir();
     let cat = catalog(ITEMS);
     let data = init_population(dir.path(), &signed_toml(name, attacks.len()), &cat);

@@ -432,8 +432,12 @@ impl Client {
             return Ok(());
         };
         let message = survivor_list_bytes(&self.params.session_id, &self.params_digest, survivors);
-        let mut signers: Vec<MemberId> = Vec::with_capacity(signatures.len());
-        for (signer, signature) in signatures {
+        // t valid signatures from distinct survivors are what releases the shares; checking
+        // the rest would cost every member O(n) verifications and prove nothing more, so the
+        // first t listed are checked (any of them invalid or repeated is refused).
+        let threshold = self.params.threshold;
+        let mut signers: Vec<MemberId> = Vec::with_capacity(threshold);
+        for (signer, signature) in signatures.iter().take(threshold) {
             if survivors.binary_search(signer).is_err() || signers.contains(signer) {
                 return Err(Error::BadSignature("signer is not a distinct survivor"));
             }
@@ -441,7 +445,7 @@ impl Client {
             crypto::verify(&roster_keys[pos], &message, signature)?;
             signers.push(*signer);
         }
-        if signers.len() < self.params.threshold {
+        if signers.len() < threshold {
             return Err(Error::UnmaskRefused(
                 "fewer than t survivors signed the survivor list",
             ));
