@@ -114,7 +114,7 @@ def test_recommend_global_without_consent_personalized_with_it(tmp_path, server)
         assert all(c.kind == covey.EventKind.PURCHASE and 0 < c.share <= 1 for c in e.because)
 
     filtered = client.recommend_filtered(
-        10, covey.RecommendFilter(exclude_bought=True, exclude_items=[], category="tea")
+        10, covey.RecommendFilter(exclude_bought=True, exclude_items=[], category="cat-2")
     )
     assert filtered.items and not {i.item_id for i in filtered.items} & set(history)
     with pytest.raises(covey.CoveyError.InvalidInput):
