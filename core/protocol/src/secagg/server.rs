@@ -421,9 +421,12 @@ impl Server {
     fn close_consistency(&mut self) -> Result<ServerStep> {
         let u4 = self.live_at(Stage::ConsistencyCheck);
         self.require(u4.len(), Stage::ConsistencyCheck)?;
+        // t signatures are what a member checks before it unmasks; more would only make
+        // every unmask request grow with the cohort.
         let signatures: Vec<(MemberId, [u8; 64])> = u4
             .iter()
             .filter_map(|&p| Some((self.params.roster[p], self.members[p].ack?)))
+            .take(self.params.threshold)
             .collect();
         let body = ServerBody::UnmaskRequest {
             survivors: self.survivor_ids(),
