@@ -384,14 +384,7 @@ fn tampering_after_the_mark_is_detected_at_open() {
     let mut fx = busy_fixture();
     reopened(&mut fx);
     // The member withdraws after the last open ...
-    fx.device()
-        .decide(
-            &PurposeId::personalization(),
-            ConsentEventKind::Withdrawn,
-            1,
-            "privacy_center",
-        )
-        .expect("withdraw");
+    fx.decide(&PurposeId::personalization(), ConsentEventKind::Withdrawn);
     fx.close();
     // ... and someone edits that entry.
     let db = sql(fx.dir.path());
