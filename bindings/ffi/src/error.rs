@@ -42,6 +42,11 @@ pub enum CoveyError {
     /// recommendations.
     #[error("{0}")]
     ModelUnavailable(String),
+    /// The aggregation server deviated from the secure-aggregation protocol (substituted
+    /// keys, inconsistent survivor lists, a downgraded session): the device stopped the round
+    /// and sent nothing more. Not a transient failure: report it to the operator, don't retry.
+    #[error("{0}")]
+    RoundTampered(String),
     /// The work was cancelled through its `CancelHandle`.
     #[error("cancelled")]
     Cancelled,
@@ -76,6 +81,7 @@ impl From<covey_sdk::Error> for CoveyError {
             E::NoModel => Self::ModelUnavailable(msg),
             E::NotEligible(_) | E::NotSelected | E::NotRegistered => Self::NotEligible(msg),
             E::Network(_) => Self::Network(msg),
+            E::RoundTampered(_) => Self::RoundTampered(msg),
             E::Cancelled => Self::Cancelled,
             // Io (the audit anchor file), Protocol, and whatever later SDK versions add.
             _ => Self::Internal(msg),
@@ -146,5 +152,13 @@ mod tests {
             }),
             CoveyError::StorageCorrupted(_)
         ));
+    }
+
+    #[test]
+    fn a_tampering_server_is_reported_as_such_not_as_an_internal_failure() {
+        let e = CoveyError::from(covey_sdk::Error::RoundTampered(
+            covey_sdk::Tampering::SurvivorListMismatch,
+        ));
+        assert!(matches!(e, CoveyError::RoundTampered(_)), "{e:?}");
     }
 }
