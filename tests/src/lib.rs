@@ -59,9 +59,12 @@ pub fn population_toml(name: &str, dim: usize, cohort_min: usize, cohort_max: us
     raw.secagg.cohort_min = cohort_min;
     raw.secagg.cohort_max = cohort_max;
     raw.secagg.dropout_tolerance = 0.4;
+    // Devices train between check-in and their first stage message, and the advertise
+    // deadline starts as soon as the cohort is full: it must cover a loaded 2-core machine
+    // training dozens of devices (6 s was missed once under a load average of 16).
     raw.deadlines = Deadlines {
         check_in: 20,
-        advertise_keys: 6,
+        advertise_keys: 20,
         share_keys: 6,
         masked_input: 10,
         consistency_check: 6,
