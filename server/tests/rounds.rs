@@ -55,12 +55,7 @@ fn a_round_with_a_dropout_publishes_base_plus_mean_update_and_charges_the_ledger
         "the catalog travels with every version"
     );
     assert_eq!(v1.params().len(), common::SMALL_PARAMETERS);
-    let worst = v0
-        .params()
-        .iter()
-        .zip(v1.params())
-        .map(|(a, b)| (b - a - 0.05).abs())
-        .fold(0.0f32, f32::max);
+    let worst = common::worst_step_error(&v0, &v1, 0.05);
     assert!(worst < 0.01, "update off by {worst}");
 
     let store = server.service().store();

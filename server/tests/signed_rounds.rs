@@ -76,12 +76,7 @@ fn a_signed_round_runs_the_consistency_check_and_publishes_the_mean() {
 
     let v0 = GlobalModel::from_bytes(&devices[0].get("/v1/models/0").body).unwrap();
     let v1 = GlobalModel::from_bytes(&devices[0].get("/v1/models/1").body).unwrap();
-    let worst = v0
-        .params()
-        .iter()
-        .zip(v1.params())
-        .map(|(a, b)| (b - a - 0.06).abs())
-        .fold(0.0f32, f32::max);
+    let worst = common::worst_step_error(&v0, &v1, 0.06);
     assert!(worst < 0.01, "update off by {worst}");
 }
 

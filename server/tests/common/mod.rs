@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use covey_model::Catalog;
+use covey_model::{Catalog, GlobalModel};
 use covey_server::clock::SystemClock;
 use covey_server::config::{PopulationConfig, RawConfig, parse_catalog};
 use covey_server::http::{HttpConfig, RateLimit};
@@ -185,4 +185,15 @@ impl Drop for TestServer {
             let _ = self.runtime.block_on(running.shutdown());
         }
     }
+}
+
+/// The largest distance between `after - before` and `expected` over every parameter: how far
+/// a round's published update is from the mean the test's devices sent.
+pub fn worst_step_error(before: &GlobalModel, after: &GlobalModel, expected: f32) -> f32 {
+    before
+        .params()
+        .iter()
+        .zip(after.params())
+        .map(|(a, b)| (b - a - expected).abs())
+        .fold(0.0f32, f32::max)
 }
