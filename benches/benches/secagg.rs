@@ -18,7 +18,9 @@
 //!   (`benches/peers/flower_secaggplus.py`, run with `$COVEY_FLOWER_PYTHON` or `python3`
 //!   when it can import flwr).
 //!
-//! Sizes: `COVEY_SECAGG_BENCH=quick` keeps only the 100k cases and the 10% dropout case.
+//! Sizes: `COVEY_SECAGG_BENCH=quick` keeps only the 100k cases and the 10% dropout case;
+//! `COVEY_SECAGG_BENCH=client` runs the client cases and the Flower table without the
+//! (long) server cases.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -39,6 +41,7 @@ use rand_core::SeedableRng;
 enum Scale {
     Test,
     Quick,
+    Client,
     Full,
 }
 
@@ -46,10 +49,12 @@ fn scale() -> Scale {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
         Scale::Test
-    } else if std::env::var("COVEY_SECAGG_BENCH").is_ok_and(|v| v == "quick") {
-        Scale::Quick
     } else {
-        Scale::Full
+        match std::env::var("COVEY_SECAGG_BENCH").as_deref() {
+            Ok("quick") => Scale::Quick,
+            Ok("client") => Scale::Client,
+            _ => Scale::Full,
+        }
     }
 }
 
@@ -57,7 +62,7 @@ fn client_cases() -> Vec<(usize, usize)> {
     let (degrees, dims): (&[usize], &[usize]) = match scale() {
         Scale::Test => (&[16], &[1000]),
         Scale::Quick => (&[16, 32, 72], &[100_000]),
-        Scale::Full => (&[16, 32, 72], &[100_000, 1_000_000]),
+        Scale::Client | Scale::Full => (&[16, 32, 72], &[100_000, 1_000_000]),
     };
     degrees
         .iter()
@@ -70,6 +75,7 @@ fn server_sizes() -> (usize, usize, &'static [usize]) {
     match scale() {
         Scale::Test => (60, 1000, &[10]),
         Scale::Quick => (1000, 100_000, &[10]),
+        Scale::Client => (0, 0, &[]),
         Scale::Full => (1000, 100_000, &[0, 10, 30]),
     }
 }
