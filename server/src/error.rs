@@ -43,6 +43,18 @@ pub enum Error {
         /// The state the caller expected.
         expected: String,
     },
+    /// A member's stage message arrived after the round moved past that stage (its deadline
+    /// passed or every other member had answered): the member is a dropout of this round.
+    #[error(
+        "stage {stage} is closed (the round is in {open}): the message came too late and this \
+         member counts as a dropout of the round"
+    )]
+    StageClosed {
+        /// The stage the message answers.
+        stage: &'static str,
+        /// The stage the round is in now.
+        open: &'static str,
+    },
     /// A persisted value does not decode (corruption or a newer format).
     #[error("stored {what} is unreadable: {reason}")]
     Corrupt {

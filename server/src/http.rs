@@ -116,6 +116,7 @@ impl From<Error> for ApiError {
             Error::NotFound(_) => (S::NOT_FOUND, "not_found"),
             Error::AlreadyExists(_) => (S::CONFLICT, "already_exists"),
             Error::Conflict { .. } => (S::CONFLICT, "conflict"),
+            Error::StageClosed { .. } => (S::CONFLICT, "stage_closed"),
             Error::BudgetExhausted { .. } => (S::CONFLICT, "budget_exhausted"),
             Error::Gone(_) => (S::GONE, "gone"),
             Error::File { .. }

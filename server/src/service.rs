@@ -584,6 +584,13 @@ impl Service {
                 return Err(Error::Gone("the round is over"));
             }
             RoundPhase::Stage(open) if open == stage => {}
+            // Late, not racing: a device that missed a stage is a dropout, and says so.
+            RoundPhase::Stage(open) if open > stage => {
+                return Err(Error::StageClosed {
+                    stage: RoundPhase::Stage(stage).name(),
+                    open: RoundPhase::Stage(open).name(),
+                });
+            }
             other => {
                 return Err(Error::Conflict {
                     what: "stage",

@@ -200,6 +200,50 @@ fn malformed_oversized_misdirected_and_replayed_stage_messages_get_clear_4xx() {
 }
 
 #[test]
+fn a_stage_message_after_its_stage_closed_is_refused_as_late() {
+    let server = TestServer::start("late", http_config(), true);
+    let http = Http::new(&server.base);
+    let devices: Vec<Device> = (0..3).map(|_| Device::register(&http, "late")).collect();
+    let joined: Vec<(i64, u32)> = devices.iter().map(Device::check_in).collect();
+    let round = joined[0].0;
+    let path = format!("/v1/rounds/{round}/stages/advertise_keys");
+
+    // Every member advertises its keys, so the driver opens share_keys at once.
+    let advertised: Vec<Vec<u8>> = devices
+        .iter()
+        .zip(&joined)
+        .map(|(device, (_, member))| {
+            let (params, plan) = device.session(round);
+            let mut rng = ChaCha20Rng::seed_from_u64(u64::from(*member));
+            let values = Encoder::new(&plan)
+                .unwrap()
+                .encode(&[0.01; common::SMALL_PARAMETERS], &mut rng)
+                .unwrap()
+                .values;
+            let (_client, message) =
+                Client::new(params, MemberId(*member), &values, None, &mut rng).unwrap();
+            let bytes = message.encode();
+            assert_eq!(device.post(&path, &bytes).status, 202);
+            bytes
+        })
+        .collect();
+    devices[0].poll(&format!("/v1/rounds/{round}/stages/share_keys"));
+
+    let late = devices[0].post(&path, &advertised[0]);
+    let json = late.json();
+    assert_eq!(
+        (late.status, json["error"].as_str()),
+        (409, Some("stage_closed")),
+        "{json}"
+    );
+    let message = json["message"].as_str().unwrap();
+    assert!(
+        message.contains("advertise_keys") && message.contains("dropout"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_device_over_its_rate_gets_429() {
     let mut config = http_config();
     config.rate_limit = RateLimit {
