@@ -5,8 +5,8 @@ mod common;
 
 use common::device::{Device, Http};
 use common::{TestServer, http_config};
-use covey_protocol::dp::Encoder;
-use covey_protocol::secagg::{Client, MemberId};
+use covey_protocol::dp::{DpPlan, Encoder};
+use covey_protocol::secagg::{Client, MemberId, SessionParams};
 use covey_server::http::RateLimit;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -150,15 +150,7 @@ fn malformed_oversized_misdirected_and_replayed_stage_messages_get_clear_4xx() {
             .contains("unknown stage")
     );
 
-    let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let values = Encoder::new(&plan)
-        .unwrap()
-        .encode(&[0.01; common::SMALL_PARAMETERS], &mut rng)
-        .unwrap()
-        .values;
-    let (_client, message) =
-        Client::new(params, MemberId(member), &values, None, &mut rng).unwrap();
-    let bytes = message.encode();
+    let bytes = advertise_keys_message(params, &plan, member, 9);
 
     // Another member's message (wrong sender) and a message to a stage that is not open.
     let as_other = devices[1].post(&path, &bytes);
@@ -199,6 +191,19 @@ fn malformed_oversized_misdirected_and_replayed_stage_messages_get_clear_4xx() {
     );
 }
 
+/// `member`'s first SecAgg+ message (its advertised keys) for a small DP-encoded update.
+fn advertise_keys_message(params: SessionParams, plan: &DpPlan, member: u32, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let values = Encoder::new(plan)
+        .unwrap()
+        .encode(&[0.01; common::SMALL_PARAMETERS], &mut rng)
+        .unwrap()
+        .values;
+    let (_client, message) =
+        Client::new(params, MemberId(member), &values, None, &mut rng).unwrap();
+    message.encode()
+}
+
 #[test]
 fn a_stage_message_after_its_stage_closed_is_refused_as_late() {
     let server = TestServer::start("late", http_config(), true);
@@ -214,15 +219,7 @@ fn a_stage_message_after_its_stage_closed_is_refused_as_late() {
         .zip(&joined)
         .map(|(device, (_, member))| {
             let (params, plan) = device.session(round);
-            let mut rng = ChaCha20Rng::seed_from_u64(u64::from(*member));
-            let values = Encoder::new(&plan)
-                .unwrap()
-                .encode(&[0.01; common::SMALL_PARAMETERS], &mut rng)
-                .unwrap()
-                .values;
-            let (_client, message) =
-                Client::new(params, MemberId(*member), &values, None, &mut rng).unwrap();
-            let bytes = message.encode();
+            let bytes = advertise_keys_message(params, &plan, *member, u64::from(*member));
             assert_eq!(device.post(&path, &bytes).status, 202);
             bytes
         })
