@@ -232,11 +232,14 @@ impl SecAggConfig {
 pub struct Deadlines {
     /// Check-in window.
     pub check_in: u64,
-    /// SecAgg+ stage 1.
+    /// SecAgg+ stage 1. A device trains and encodes its update between check-in and its
+    /// first stage message (the SecAgg+ client is built over the encoded input), and this
+    /// deadline starts as soon as the cohort is fixed: it must cover the slowest member's
+    /// local training when check-in closes early.
     pub advertise_keys: u64,
     /// SecAgg+ stage 2.
     pub share_keys: u64,
-    /// SecAgg+ stage 3 (includes local training and encoding on the device).
+    /// SecAgg+ stage 3: masking and uploading the update.
     pub masked_input: u64,
     /// SecAgg+ stage 4 (signed sessions).
     pub consistency_check: u64,
