@@ -47,6 +47,11 @@ pub enum CoveyError {
     /// and sent nothing more. Not a transient failure: report it to the operator, don't retry.
     #[error("{0}")]
     RoundTampered(String),
+    /// The device was too slow for a stage of the round (its message arrived after the
+    /// stage's deadline): the round went on without it. Not a fault: try a later round,
+    /// ideally under better conditions (charging, unmetered, idle).
+    #[error("{0}")]
+    RoundMissed(String),
     /// The work was cancelled through its `CancelHandle`.
     #[error("cancelled")]
     Cancelled,
@@ -82,6 +87,7 @@ impl From<covey_sdk::Error> for CoveyError {
             E::NotEligible(_) | E::NotSelected | E::NotRegistered => Self::NotEligible(msg),
             E::Network(_) => Self::Network(msg),
             E::RoundTampered(_) => Self::RoundTampered(msg),
+            E::RoundMissed { .. } => Self::RoundMissed(msg),
             E::Cancelled => Self::Cancelled,
             // Io (the audit anchor file), Protocol, and whatever later SDK versions add.
             _ => Self::Internal(msg),
@@ -160,5 +166,16 @@ mod tests {
             covey_sdk::Tampering::SurvivorListMismatch,
         ));
         assert!(matches!(e, CoveyError::RoundTampered(_)), "{e:?}");
+    }
+
+    #[test]
+    fn a_missed_stage_deadline_is_its_own_error_not_a_network_failure() {
+        let e = CoveyError::from(covey_sdk::Error::RoundMissed {
+            stage: "masked_input",
+        });
+        assert!(
+            matches!(&e, CoveyError::RoundMissed(m) if m.contains("masked_input")),
+            "{e:?}"
+        );
     }
 }

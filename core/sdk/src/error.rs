@@ -97,6 +97,17 @@ pub enum Error {
     /// unsigned session): the device stopped the round and sent nothing more.
     #[error("round stopped, the server's messages were tampered with: {0}")]
     RoundTampered(crate::participate::Tampering),
+    /// The device's message for a stage reached the server after that stage's deadline: the
+    /// round went on without this device (the server counts it as dropped out, and its
+    /// update is not in the sum). Nothing more was sent; later rounds are unaffected.
+    #[error(
+        "the round went on without this device: its {stage} message arrived after the stage closed"
+    )]
+    RoundMissed {
+        /// The stage whose deadline passed (`advertise_keys`, `share_keys`, `masked_input`,
+        /// `consistency_check` or `unmask`).
+        stage: &'static str,
+    },
     /// A protocol step (DP encoding, secure aggregation, accounting) failed.
     #[error("{what}: {reason}")]
     Protocol {

@@ -141,8 +141,13 @@ fn send(transport: &dyn Transport, request: &TransportRequest) -> Result<Transpo
         .map_err(|e| Error::Network(NetworkError::Transport(e)))
 }
 
+/// The server's `{error, message}` body (empty fields when it sent none).
+fn error_body(response: &TransportResponse) -> ErrorBody {
+    serde_json::from_slice(&response.body).unwrap_or_default()
+}
+
 fn status_error(response: &TransportResponse, during: &'static str) -> Error {
-    let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
+    let body = error_body(response);
     Error::Network(NetworkError::Status {
         during,
         status: response.status,
@@ -221,9 +226,8 @@ impl<'a> ServerApi<'a> {
         let response = self.send(&TransportRequest::post(path, Some(self.token), Vec::new()))?;
         if response.status == 403 {
             // The server's own contribution bounds (cap, separation) refused the device.
-            let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
             return Err(Error::NotEligible(super::Ineligible::RefusedByServer {
-                reason: body.message,
+                reason: error_body(&response).message,
             }));
         }
         let body: CheckInBody = expect_json(response, 200, "check-in")?;
@@ -247,6 +251,11 @@ impl<'a> ServerApi<'a> {
         match response.status {
             202 => Ok(()),
             403 => Err(Error::NotSelected),
+            // Past the stage's deadline the server has moved on and counts this member as
+            // dropped out: a missed round, not a network failure.
+            409 if error_body(&response).error == "stage_closed" => Err(Error::RoundMissed {
+                stage: stage_name(stage),
+            }),
             _ => Err(status_error(&response, "stage message")),
         }
     }
@@ -297,5 +306,57 @@ pub(crate) fn stage_name(stage: Stage) -> &'static str {
         Stage::MaskedInput => "masked_input",
         Stage::ConsistencyCheck => "consistency_check",
         Stage::Unmask => "unmask",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportError;
+
+    /// Answers every request with one fixed response.
+    struct Answer(u16, &'static str);
+
+    impl Transport for Answer {
+        fn send(&self, _: &TransportRequest) -> Result<TransportResponse, TransportError> {
+            Ok(TransportResponse {
+                status: self.0,
+                body: self.1.as_bytes().to_vec(),
+                retry_after_ms: None,
+            })
+        }
+    }
+
+    fn submit_answered(status: u16, body: &'static str) -> Result<()> {
+        let cancel = CancelToken::new();
+        let polling = Polling {
+            patience: Duration::from_secs(1),
+            max_interval: Duration::from_secs(1),
+        };
+        let transport = Answer(status, body);
+        ServerApi::new(&transport, "token", polling, &cancel).submit(7, Stage::MaskedInput, vec![1])
+    }
+
+    #[test]
+    fn a_stage_message_after_the_deadline_is_a_missed_round_not_a_network_failure() {
+        let late = submit_answered(409, r#"{"error":"stage_closed","message":"too late"}"#);
+        assert!(
+            matches!(
+                late,
+                Err(Error::RoundMissed {
+                    stage: "masked_input"
+                })
+            ),
+            "{late:?}"
+        );
+        // Any other conflict is still the server refusing the message.
+        let other = submit_answered(409, r#"{"error":"conflict","message":"moved on"}"#);
+        assert!(
+            matches!(
+                other,
+                Err(Error::Network(NetworkError::Status { status: 409, .. }))
+            ),
+            "{other:?}"
+        );
     }
 }

@@ -286,8 +286,9 @@ impl Device {
     ///
     /// Errors: [`Error::NotEligible`] before check-in (nothing was sent but the plan
     /// request), [`Error::ConsentWithdrawn`] / [`Error::Cancelled`] when the round was
-    /// abandoned (nothing more was sent), [`Error::Network`] when the server or the network
-    /// failed, [`Error::NotRegistered`] without [`Device::join`].
+    /// abandoned (nothing more was sent), [`Error::RoundMissed`] when a stage message came
+    /// after the server closed that stage (recorded as a dropout), [`Error::Network`] when
+    /// the server or the network failed, [`Error::NotRegistered`] without [`Device::join`].
     ///
     /// Run one participation per device at a time (the host's scheduler does): the server
     /// gives a device one member id per round, so two concurrent calls would share it.
