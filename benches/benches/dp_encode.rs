@@ -1,31 +1,43 @@
-//! DP encoding costs for a 1M-coordinate update, with the memory-bandwidth floor measured in
-//! the same run.
+//! DP encoding costs for a 1M-coordinate update, with the memory-bandwidth floor and the
+//! encoder's irreducible parts measured in the same run.
 //!
 //! - `dp_floor/copy_add`: copy the 1M-float update into a buffer and add a second vector to it
 //!   (the least any encoder that reads the update and writes a vector can cost).
 //! - `dp_floor/chacha20_5B`: the ChaCha20 keystream the encoder consumes (2 bytes of rounding
-//!   coin + 3 bytes of alias-table draw per coordinate), through the encoder's own
+//!   coin + 3 bytes of alias-table draw per padded coordinate), through the encoder's own
 //!   [`Keystream`] in L1-sized chunks: the CSPRNG floor.
-//! - `dp_floor/rand_chacha_5B`: the same bytes from `rand_chacha` (what the encoder used
-//!   before), to keep the choice of ChaCha20 implementation measured.
+//! - `dp_floor/rand_chacha_5B`: the same bytes from `rand_chacha`, to keep the choice of
+//!   ChaCha20 implementation measured.
+//! - `dp_floor/hadamard_2^20`: a bare in-place f32 Walsh–Hadamard transform of the padded
+//!   length ([`fwht`]): the rotation without signs, rounding or noise.
 //! - `dp_encode/{skellam,discrete_gaussian,central}`: clip + rotate + round + noise + wrap,
-//!   with the per-round [`Encoder`] built once outside the loop (as on a device).
-//! - `dp_encode/encoder_setup_skellam`: that per-round setup (signs + alias table).
+//!   with the per-round [`Encoder`] built once outside the loop and the output and scratch
+//!   buffers kept across calls ([`Encoder::encode_into`], the steady state of an SDK that
+//!   keeps its [`EncodeScratch`]).
+//! - `dp_encode/skellam_cold`: [`Encoder::encode`], which allocates (and page-faults) its
+//!   buffers on every call, as a one-off encode does.
+//! - `dp_encode/encoder_setup_skellam`: the per-round setup (signs + alias table).
 //! - `dp_decode/skellam`: unwrap + descale + inverse rotation + average of a 100-member sum.
-//! - After criterion, a ratio table against the copy+add floor.
+//! - After criterion, a ratio table against the copy+add floor (medians of interleaved runs).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use covey_protocol::dp::{Decoder, DpPlan, Encoder, NoiseKind, PlanRequest, choose_plan};
+use covey_protocol::dp::rotation::fwht;
+use covey_protocol::dp::{
+    Decoder, DpPlan, EncodeScratch, EncodedUpdate, Encoder, NoiseKind, PlanRequest, choose_plan,
+};
 use covey_protocol::keystream::Keystream;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 const DIMENSION: usize = 1_000_000;
+/// The encoder's padded length.
+const PADDED: usize = 1 << 20;
 const COHORT: u32 = 100;
-/// Keystream bytes the encoder draws per coordinate (rounding coin head + noise head).
+/// Keystream bytes the encoder draws per padded coordinate (rounding coin head + noise head;
+/// the rare tie draws add under 1 %).
 const KEYSTREAM_BYTES: usize = 5;
 /// Bytes per keystream read, as the encoder's chunks.
 const CHUNK: usize = 5 * 1024;
@@ -53,7 +65,7 @@ fn copy_add(input: &[f32], other: &[f32], out: &mut [f32]) {
 
 /// The encoder's keystream bytes for a 1M update, read chunk by chunk into L1.
 fn keystream_floor(stream: &mut Keystream, chunk: &mut [u8]) {
-    for _ in 0..(KEYSTREAM_BYTES * DIMENSION).div_ceil(CHUNK) {
+    for _ in 0..(KEYSTREAM_BYTES * PADDED).div_ceil(CHUNK) {
         stream.fill(chunk).expect("keystream");
         black_box(&chunk);
     }
@@ -61,7 +73,7 @@ fn keystream_floor(stream: &mut Keystream, chunk: &mut [u8]) {
 
 /// The same bytes from `rand_chacha`.
 fn rand_chacha_floor(rng: &mut ChaCha20Rng, chunk: &mut [u8]) {
-    for _ in 0..(KEYSTREAM_BYTES * DIMENSION).div_ceil(CHUNK) {
+    for _ in 0..(KEYSTREAM_BYTES * PADDED).div_ceil(CHUNK) {
         rng.fill_bytes(chunk);
         black_box(&chunk);
     }
@@ -85,6 +97,8 @@ fn bench(c: &mut Criterion) {
     floor.bench_function("rand_chacha_5B", |b| {
         b.iter(|| rand_chacha_floor(&mut rng, &mut chunk))
     });
+    let mut transformed = padded_copy(&input);
+    floor.bench_function("hadamard_2^20", |b| b.iter(|| fwht(&mut transformed)));
     floor.finish();
 
     let mut encode = c.benchmark_group("dp_encode");
@@ -94,11 +108,20 @@ fn bench(c: &mut Criterion) {
         ("central", NoiseKind::Central),
     ] {
         let encoder = Encoder::new(&plan(kind)).expect("encoder");
+        let (mut scratch, mut out) = (EncodeScratch::default(), EncodedUpdate::default());
         encode.bench_function(name, |b| {
-            b.iter(|| encoder.encode(black_box(&input), &mut rng).expect("encode"))
+            b.iter(|| {
+                encoder
+                    .encode_into(black_box(&input), &mut rng, &mut scratch, &mut out)
+                    .expect("encode")
+            })
         });
     }
     let skellam = plan(NoiseKind::Skellam);
+    let encoder = Encoder::new(&skellam).expect("encoder");
+    encode.bench_function("skellam_cold", |b| {
+        b.iter(|| encoder.encode(black_box(&input), &mut rng).expect("encode"))
+    });
     encode.bench_function("encoder_setup_skellam", |b| {
         b.iter(|| Encoder::new(black_box(&skellam)).expect("encoder"))
     });
@@ -138,17 +161,11 @@ fn member_sum(plan: &DpPlan, input: &[f32], rng: &mut ChaCha20Rng) -> Vec<u32> {
         .collect()
 }
 
-/// Median wall time of `f` over a few runs.
-fn median(mut f: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..15)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+/// The update zero-padded to the encoder's length, as the rotation sees it.
+fn padded_copy(input: &[f32]) -> Vec<f32> {
+    let mut padded = input.to_vec();
+    padded.resize(PADDED, 0.0);
+    padded
 }
 
 fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
@@ -156,39 +173,98 @@ fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mut chunk = vec![0u8; CHUNK];
     let mut stream = Keystream::new(&[1; 32], &[0; 12]);
-    let chacha20 = median(|| keystream_floor(&mut stream, &mut chunk));
-    let rand_chacha = median(|| rand_chacha_floor(&mut rng, &mut chunk));
-    let floor = median(|| copy_add(black_box(input), black_box(other), &mut out));
+    let mut transformed = padded_copy(input);
     let encoder = Encoder::new(plan).expect("encoder");
     let decoder = Decoder::new(plan).expect("decoder");
-    let encode = median(|| {
-        black_box(encoder.encode(input, &mut rng).expect("encode"));
-    });
-    let decode = median(|| {
-        black_box(decoder.decode(sum, plan.bits, COHORT).expect("decode"));
-    });
+    let (mut scratch, mut encoded) = (EncodeScratch::default(), EncodedUpdate::default());
+    let mut cold_rng = ChaCha20Rng::seed_from_u64(4);
+    let (mut chacha_rng, mut chacha_chunk) = (ChaCha20Rng::seed_from_u64(5), vec![0u8; CHUNK]);
+    let cases: [Case<'_>; 7] = [
+        (
+            "copy+add floor",
+            Box::new(|| copy_add(black_box(input), black_box(other), &mut out)),
+        ),
+        (
+            "ChaCha20 5 B/coordinate",
+            Box::new(|| keystream_floor(&mut stream, &mut chunk)),
+        ),
+        ("Hadamard 2^20 (f32)", Box::new(|| fwht(&mut transformed))),
+        (
+            "encode, steady (scratch kept)",
+            Box::new(|| {
+                encoder
+                    .encode_into(input, &mut rng, &mut scratch, &mut encoded)
+                    .expect("encode")
+            }),
+        ),
+        (
+            "encode, cold (fresh buffers)",
+            Box::new(|| {
+                black_box(encoder.encode(input, &mut cold_rng).expect("encode"));
+            }),
+        ),
+        (
+            "decode (100-member sum)",
+            Box::new(|| {
+                black_box(decoder.decode(sum, plan.bits, COHORT).expect("decode"));
+            }),
+        ),
+        (
+            "rand_chacha 5 B/coordinate",
+            Box::new(|| rand_chacha_floor(&mut chacha_rng, &mut chacha_chunk)),
+        ),
+    ];
+    let times = interleaved_medians(cases);
     println!(
-        "\nDP encoding, d = 1M (padded 2^20), cohort {COHORT}, B = {}, Skellam μ = {:.1}",
+        "\nDP encoding, d = 1M (padded 2^20), cohort {COHORT}, B = {}, Skellam μ = {:.1}, load {}",
         plan.bits,
         match plan.noise {
             covey_protocol::dp::NoiseShare::Skellam { local_mu } => local_mu,
             _ => f64::NAN,
-        }
+        },
+        load_average()
     );
-    println!("{:<28}{:>12}{:>10}", "case", "median", "x floor");
-    for (name, t) in [
-        ("copy+add floor", floor),
-        ("ChaCha20 5 B/coordinate", chacha20),
-        ("rand_chacha 5 B/coordinate", rand_chacha),
-        ("encode (Skellam)", encode),
-        ("decode (100-member sum)", decode),
-    ] {
+    println!("{:<32}{:>12}{:>10}", "case", "median", "x floor");
+    let floor = times[0].1;
+    for (name, t) in times {
         println!(
-            "{name:<28}{:>10.2}ms{:>10.1}",
+            "{name:<32}{:>10.3}ms{:>10.1}",
             t.as_secs_f64() * 1e3,
             t.as_secs_f64() / floor.as_secs_f64()
         );
     }
+}
+
+/// A named case of the ratio table.
+type Case<'a> = (&'a str, Box<dyn FnMut() + 'a>);
+
+/// Median wall time of each case over 15 rounds that run every case once in turn, so a
+/// change of machine load during the table hits all cases alike.
+fn interleaved_medians<'a>(mut cases: [Case<'a>; 7]) -> Vec<(&'a str, Duration)> {
+    let mut samples = vec![Vec::new(); cases.len()];
+    for _ in 0..15 {
+        for ((_, f), times) in cases.iter_mut().zip(&mut samples) {
+            let start = Instant::now();
+            f();
+            times.push(start.elapsed());
+        }
+    }
+    cases
+        .iter()
+        .zip(samples)
+        .map(|((name, _), mut times)| {
+            times.sort();
+            (*name, times[times.len() / 2])
+        })
+        .collect()
+}
+
+/// The 1-minute load average, for the record next to the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 criterion_group! {

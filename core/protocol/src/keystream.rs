@@ -51,6 +51,11 @@ impl Keystream {
         self.cipher.try_seek(offset).map_err(|_| Exhausted)
     }
 
+    /// The current byte offset in the keystream (where [`Self::seek`] can return to).
+    pub fn position(&self) -> u64 {
+        self.cipher.current_pos()
+    }
+
     /// Overwrites `out` with the next `out.len()` keystream bytes.
     pub fn fill(&mut self, out: &mut [u8]) -> Result<(), Exhausted> {
         self.cipher.try_write_keystream(out).map_err(|_| Exhausted)
@@ -93,6 +98,7 @@ mod tests {
         let mut seeked = Keystream::new(&[3; 32], &[1; 12]);
         seeked.seek(1001).unwrap();
         assert_eq!(seeked.next_u64().unwrap().to_le_bytes(), whole[1001..1009]);
+        assert_eq!(seeked.position(), 1009);
     }
 
     #[test]

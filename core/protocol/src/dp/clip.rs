@@ -12,8 +12,12 @@ use super::error::{Error, Result, check_positive, check_range};
 
 /// The L2 norm of `update` (accumulated in f64); fails on a NaN or infinite coordinate.
 pub fn l2_norm(update: &[f32]) -> Result<f64> {
-    // Eight independent accumulators let the compiler vectorize; a NaN or infinity anywhere
-    // makes the sum non-finite, and only then is the culprit looked for.
+    finite_norm(sum_of_squares(update), update)
+}
+
+/// `Σ x²` over `update` in f64 (non-finite when any coordinate is).
+pub(crate) fn sum_of_squares(update: &[f32]) -> f64 {
+    // Eight independent accumulators let the compiler vectorize.
     let mut lanes = [0.0f64; 8];
     let mut chunks = update.chunks_exact(8);
     for chunk in &mut chunks {
@@ -24,7 +28,12 @@ pub fn l2_norm(update: &[f32]) -> Result<f64> {
     for (lane, &x) in lanes.iter_mut().zip(chunks.remainder()) {
         *lane += f64::from(x) * f64::from(x);
     }
-    let sum: f64 = lanes.iter().sum();
+    lanes.iter().sum()
+}
+
+/// `√sum` for the [`sum_of_squares`] of `update`; a NaN or infinity anywhere makes the sum
+/// non-finite, and only then is the culprit looked for.
+pub(crate) fn finite_norm(sum: f64, update: &[f32]) -> Result<f64> {
     if !sum.is_finite() {
         let index = update.iter().position(|x| !x.is_finite()).unwrap_or(0);
         return Err(Error::NonFinite { index });

@@ -8,7 +8,7 @@ use super::encode::value_mask;
 use super::error::{Error, Result};
 use super::noise::gaussian;
 use super::plan::{DpPlan, NoiseShare};
-use super::rotation::{Signs, fwht};
+use super::rotation::{Signs, Stages, transform_block};
 
 /// The decoded mean update of one round and its error budget.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +146,31 @@ impl Decoder {
             .collect())
     }
 
+    /// `unit · D·H·lifted` truncated to the plan's dimension, in two sweeps (as
+    /// [`super::rotation::fwht`]):
+    /// the second stage applies the signs and the scale to each tile and writes the result
+    /// straight into the mean. Overwrites `lifted`.
+    fn inverse_rotation(&self, lifted: &mut [f64], unit: f64) -> Vec<f32> {
+        let stages = Stages::of(lifted.len());
+        lifted
+            .chunks_exact_mut(stages.block)
+            .for_each(transform_block);
+        let dimension = self.plan.dimension as usize;
+        let mut mean = vec![0.0f32; dimension];
+        let mut tile = vec![0.0f64; stages.tile_len()];
+        for col in stages.columns() {
+            stages.gather(lifted, col, &mut tile);
+            stages.transform_tile(&mut tile);
+            for (r, row) in tile.chunks_exact(stages.width).enumerate() {
+                let start = r * stages.block + col;
+                if let Some(out) = mean.get_mut(start..dimension.min(start + stages.width)) {
+                    self.signs.apply_f64_scaled(start, row, unit, out);
+                }
+            }
+        }
+        mean
+    }
+
     fn finish(&self, mut lifted: Vec<f64>, survivors: u32) -> DecodedUpdate {
         let plan = &self.plan;
         let padded = self.signs.len();
@@ -161,13 +186,8 @@ impl Decoder {
             }
         });
         lifted.truncate(padded);
-        fwht(&mut lifted);
-        self.signs.apply_in_place_f64(&mut lifted);
         let unit = 1.0 / ((padded as f64).sqrt() * plan.scale * members);
-        let mean = lifted[..plan.dimension as usize]
-            .iter()
-            .map(|&v| (v * unit) as f32)
-            .collect();
+        let mean = self.inverse_rotation(&mut lifted, unit);
         DecodedUpdate {
             mean,
             survivors,

@@ -2,18 +2,13 @@
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::clip::{clip_factor, l2_norm};
+use super::clip::{clip_factor, finite_norm, sum_of_squares};
+use super::coins::Coins;
 use super::error::{Error, Result};
-use super::noise::{AliasTable, NoiseDistribution};
+use super::noise::{AliasTable, HEAD_BYTES, NoiseDistribution};
 use super::plan::{DpPlan, NoiseShare};
-use super::rotation::{Signs, fwht};
-use super::rounding::round_with;
-use crate::keystream::Keystream;
-
-/// Coordinates per keystream refill when adding noise (their bytes stay in L1).
-const NOISE_BATCH: usize = 1024;
-/// Keystream bytes an alias-table noise draw reads up front.
-const NOISE_BYTES: usize = (super::noise::HEAD_BITS / 8) as usize;
+use super::rotation::{Signs, Stages, copy_row, transform_block};
+use super::rounding::{BATCH, COIN_BYTES, MAX_ATTEMPTS, exact_norm_sq, round_batch, within_bound};
 
 /// A member's encoded update: the input of secure aggregation.
 #[derive(Clone, PartialEq, Eq)]
@@ -29,6 +24,18 @@ pub struct EncodedUpdate {
     pub rounding_attempts: u32,
 }
 
+impl Default for EncodedUpdate {
+    /// An empty update for [`Encoder::encode_into`] to fill.
+    fn default() -> Self {
+        EncodedUpdate {
+            values: Vec::new(),
+            bits: 0,
+            clipped: false,
+            rounding_attempts: 0,
+        }
+    }
+}
+
 impl std::fmt::Debug for EncodedUpdate {
     // Never print a member's values (even noised), only the shape.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,6 +43,43 @@ impl std::fmt::Debug for EncodedUpdate {
             .field("len", &self.values.len())
             .field("bits", &self.bits)
             .finish_non_exhaustive()
+    }
+}
+
+/// The working memory of [`Encoder::encode_into`], kept by a caller that encodes more than
+/// once (the SDK across rounds, a benchmark across iterations) so that its megabytes are not
+/// freshly allocated and page-faulted on every call. Holds the last update's rotation until
+/// the next call or drop.
+#[derive(Default)]
+pub struct EncodeScratch {
+    /// The rotation after its first stage (padded length).
+    rotated: Vec<f32>,
+    /// One second-stage tile of the rotation.
+    tile: Vec<f32>,
+    /// Rounded values of one batch, before they are scattered to the output.
+    batch: Vec<u32>,
+    /// Keystream bytes of one batch: rounding coin heads and noise heads.
+    coin_heads: Vec<u8>,
+    noise_heads: Vec<u8>,
+}
+
+impl std::fmt::Debug for EncodeScratch {
+    // Never print a member's (rotated) values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodeScratch")
+            .field("len", &self.rotated.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncodeScratch {
+    /// Sizes every buffer for a transform split as `stages`.
+    fn prepare(&mut self, padded: usize, stages: Stages) {
+        self.rotated.resize(padded, 0.0);
+        self.tile.resize(stages.tile_len(), 0.0);
+        self.batch.resize(BATCH, 0);
+        self.coin_heads.resize(COIN_BYTES * BATCH, 0);
+        self.noise_heads.resize(HEAD_BYTES * BATCH, 0);
     }
 }
 
@@ -91,12 +135,32 @@ impl Encoder {
 
     /// Encodes one update of [`DpPlan::dimension`] coordinates: L2-clip to `C`, rotate,
     /// scale, conditionally round, set the clip indicator, add this member's noise share,
-    /// wrap into Z_{2^bits}.
+    /// wrap into Z_{2^bits}. Allocates its working memory; [`Self::encode_into`] reuses it.
     pub fn encode<R: RngCore + CryptoRng + ?Sized>(
         &self,
         update: &[f32],
         rng: &mut R,
     ) -> Result<EncodedUpdate> {
+        let mut encoded = EncodedUpdate::default();
+        self.encode_into(update, rng, &mut EncodeScratch::default(), &mut encoded)?;
+        Ok(encoded)
+    }
+
+    /// [`Self::encode`] into `out` (its buffer reused), with working memory from `scratch`.
+    /// The result is the same as [`Self::encode`]'s for the same `rng` state; on error `out`
+    /// holds no valid update.
+    ///
+    /// Two sweeps over the padded vector: the first rotates contiguous blocks in L1 (sign
+    /// flips, norm and the first 12 Hadamard passes); the second finishes the rotation on
+    /// column tiles and, batch by batch while the tile is in cache, scales, rounds, adds the
+    /// noise and wraps, drawing each batch's keystream just before it is used.
+    pub fn encode_into<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        update: &[f32],
+        rng: &mut R,
+        scratch: &mut EncodeScratch,
+        out: &mut EncodedUpdate,
+    ) -> Result<()> {
         let plan = &self.plan;
         if update.len() != plan.dimension as usize {
             return Err(Error::Length {
@@ -105,65 +169,167 @@ impl Encoder {
                 got: update.len(),
             });
         }
-        let norm = l2_norm(update)?;
-        let factor = clip_factor(norm, plan.clip);
         let padded = self.signs.len();
-        let mut rotated = vec![0.0f32; padded];
-        self.signs.apply_f32(update, &mut rotated);
-        fwht(&mut rotated);
-        let mut values = vec![0u32; plan.vector_len()];
+        let stages = Stages::of(padded);
+        scratch.prepare(padded, stages);
+        let norm = finite_norm(
+            self.rotate_blocks(update, &mut scratch.rotated, stages),
+            update,
+        )?;
         // Clip, scale and the rotation's 1/√n in one gain; the clipped norm is at most C up to
         // float error, and conditional rounding enforces the integer bound exactly anyway.
-        let gain = factor * plan.scale / (padded as f64).sqrt();
-        // One ChaCha20 keystream, keyed from the caller's RNG, feeds the rounding coins and
-        // the alias-table noise at SIMD speed.
-        let mut stream = Keystream::from_rng(rng);
-        let rounding_attempts = round_with(
-            &rotated,
+        let gain = clip_factor(norm, plan.clip) * plan.scale / (padded as f64).sqrt();
+        let values = &mut out.values;
+        values.resize(plan.vector_len(), 0);
+        // ChaCha20 keystreams keyed from the caller's RNG feed the rounding coins and the
+        // alias-table noise at SIMD speed.
+        let mut coins = Coins::from_rng(rng);
+        out.rounding_attempts = self.round_conditionally(
+            stages,
             gain,
-            self.bound_sq,
+            scratch,
             &mut values[..padded],
-            &mut stream,
+            &mut coins,
+            rng,
         )?;
-        let clipped = norm > plan.clip;
+        out.clipped = norm > plan.clip;
+        out.bits = plan.bits;
         if let Some(indicator) = &plan.clip_indicator {
             let weight = i64::from(indicator.weight);
-            values[padded] = (if clipped { -weight } else { weight }) as u32;
+            values[padded] = (if out.clipped { -weight } else { weight }) as u32;
         }
-        self.add_noise_and_wrap(&mut values, &mut stream, rng)?;
-        Ok(EncodedUpdate {
-            values,
-            bits: plan.bits,
-            clipped,
-            rounding_attempts,
+        // Noise for what the fused pass left un-noised: the indicator, or everything when
+        // the noise comes from the exact samplers.
+        let rest = if self.noise_in_rounding_pass() {
+            &mut values[padded..]
+        } else {
+            &mut values[..]
+        };
+        self.add_noise_and_wrap(rest, &mut scratch.noise_heads, &mut coins, rng)
+    }
+
+    /// The first stage of the rotation, block by block: `rotated = D·update` (zero padded)
+    /// with each block's first Hadamard passes run while it is in L1. Returns `Σ update²`.
+    fn rotate_blocks(&self, update: &[f32], rotated: &mut [f32], stages: Stages) -> f64 {
+        let mut sum = 0.0;
+        for (b, block) in rotated.chunks_exact_mut(stages.block).enumerate() {
+            let start = b * stages.block;
+            let input = update
+                .get(start..)
+                .map_or(&[][..], |rest| &rest[..rest.len().min(stages.block)]);
+            sum += sum_of_squares(input);
+            self.signs.apply_f32_from(start, input, block);
+            transform_block(block);
+        }
+        sum
+    }
+
+    /// Conditional rounding: rounding passes until the rounded norm is within the plan's
+    /// bound; returns the attempts used. A pass whose fast norm is too close to the bound to
+    /// tell is replayed from the same keystream offset, which reproduces it bit for bit, with
+    /// the norm counted exactly.
+    fn round_conditionally<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        stages: Stages,
+        gain: f64,
+        scratch: &mut EncodeScratch,
+        values: &mut [u32],
+        coins: &mut Coins,
+        rng: &mut R,
+    ) -> Result<u32> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let start = coins.position();
+            let mut pass = |exact, coins: &mut Coins| {
+                self.round_pass(stages, gain, exact, scratch, values, coins, rng)
+            };
+            let (norm_sq, _) = pass(false, coins)?;
+            let within = match within_bound(norm_sq, self.bound_sq) {
+                Some(within) => within,
+                None => {
+                    coins.seek(start)?;
+                    pass(true, coins)?.1 <= self.bound_sq
+                }
+            };
+            if within {
+                return Ok(attempt);
+            }
+        }
+        Err(Error::RoundingFailed {
+            attempts: MAX_ATTEMPTS,
         })
     }
 
-    /// Adds this member's noise share to every coordinate and wraps into Z_{2^bits}, in one
-    /// pass (the sum is mod 2^32 before the mask). Table draws come from `stream`; the exact
+    /// One rounding attempt over the whole vector: the rotation's second stage tile by
+    /// tile, each tile rounded (and noised and wrapped, when the noise comes from the alias
+    /// table or there is none) batch by batch and scattered to `values`. Returns the rounded
+    /// squared norm as [`within_bound`] takes it and, when `exact`, counted exactly.
+    #[allow(clippy::too_many_arguments)]
+    fn round_pass<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        stages: Stages,
+        gain: f64,
+        exact: bool,
+        scratch: &mut EncodeScratch,
+        values: &mut [u32],
+        coins: &mut Coins,
+        rng: &mut R,
+    ) -> Result<(f64, u128)> {
+        let EncodeScratch {
+            rotated,
+            tile,
+            batch,
+            coin_heads,
+            noise_heads,
+        } = scratch;
+        let (mut norm_sq, mut exact_sq) = (0.0, 0u128);
+        for col in stages.columns() {
+            stages.gather(rotated, col, tile);
+            stages.transform_tile(tile);
+            for (b, chunk) in tile.chunks(BATCH).enumerate() {
+                let rounded = &mut batch[..chunk.len()];
+                norm_sq += round_batch(chunk, gain, rounded, coin_heads, coins)?;
+                if exact {
+                    exact_sq += exact_norm_sq(rounded);
+                }
+                if self.noise_in_rounding_pass() {
+                    self.add_noise_and_wrap(rounded, noise_heads, coins, rng)?;
+                }
+                let first = b * BATCH;
+                for (r, row) in rounded.chunks_exact(stages.width).enumerate() {
+                    let at = stages.index(col, first + r * stages.width);
+                    copy_row(row, &mut values[at..at + row.len()]);
+                }
+            }
+        }
+        Ok((norm_sq, exact_sq))
+    }
+
+    /// Whether the noise is drawn in the rounding pass: alias-table draws (and the central
+    /// mode's mere wrap) come from the replayable keystream; the exact samplers draw from
+    /// the caller's RNG and run once, after the rounding is accepted.
+    fn noise_in_rounding_pass(&self) -> bool {
+        !matches!(self.sampler, Sampler::Exact(_))
+    }
+
+    /// Adds this member's noise share to every coordinate of `values` and wraps into
+    /// Z_{2^bits}, in one pass (the sum is mod 2^32 before the mask). Table draws come from
+    /// `coins` through `heads` (at least [`HEAD_BYTES`]` · `[`BATCH`] bytes); the exact
     /// samplers (noise too wide for a table) from the caller's `rng`.
     fn add_noise_and_wrap<R: RngCore + CryptoRng + ?Sized>(
         &self,
         values: &mut [u32],
-        stream: &mut Keystream,
+        heads: &mut [u8],
+        coins: &mut Coins,
         rng: &mut R,
     ) -> Result<()> {
         let mask = value_mask(self.plan.bits);
         match &self.sampler {
             Sampler::None => values.iter_mut().for_each(|v| *v &= mask),
             Sampler::Table(table) => {
-                let mut bytes = [0u8; NOISE_BYTES * NOISE_BATCH];
-                for chunk in values.chunks_mut(NOISE_BATCH) {
-                    let heads = &mut bytes[..NOISE_BYTES * chunk.len()];
-                    stream.fill(heads)?;
-                    for (v, head) in chunk.iter_mut().zip(heads.chunks_exact(NOISE_BYTES)) {
-                        let head = u32::from_be_bytes([0, head[0], head[1], head[2]]);
-                        let noise = match table.sample_head(head) {
-                            Some(noise) => noise,
-                            None => table.sample_tie(head, stream.next_u64()?),
-                        };
-                        *v = v.wrapping_add(noise as u32) & mask;
-                    }
+                for chunk in values.chunks_mut(BATCH) {
+                    let heads = &mut heads[..HEAD_BYTES * chunk.len()];
+                    coins.bulk.fill(heads)?;
+                    table.add_draws(chunk, heads, mask, &mut coins.tails)?;
                 }
             }
             Sampler::Exact(distribution) => {
@@ -182,5 +348,119 @@ pub(crate) fn value_mask(bits: u32) -> u32 {
         u32::MAX
     } else {
         (1u32 << bits) - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::dp::noise::uniform;
+    use crate::dp::plan::{NoiseKind, PlanRequest, choose_plan};
+    use crate::dp::rotation::fwht;
+
+    fn plan(dimension: u32, noise: NoiseKind) -> DpPlan {
+        let mut request = PlanRequest::new(50, dimension, 1.0, 1.0, [9; 32]);
+        request.noise = noise;
+        choose_plan(&request).unwrap()
+    }
+
+    fn update(dimension: u32, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        (0..dimension)
+            .map(|_| (uniform(&mut rng) - 0.5) as f32 * 0.01)
+            .collect()
+    }
+
+    #[test]
+    fn rounded_values_sit_at_the_reference_rotation() {
+        // Central mode adds no noise, so each value is the stochastic rounding of the scaled
+        // rotation at its own index: one step from it at most. Sizes cover one block, a few
+        // rows of wide tiles and many rows of one-line tiles.
+        for dimension in [3_000, 20_000, 300_000] {
+            let plan = plan(dimension, NoiseKind::Central);
+            let encoder = Encoder::new(&plan).unwrap();
+            let update = update(dimension, 1);
+            let encoded = encoder
+                .encode(&update, &mut ChaCha20Rng::seed_from_u64(2))
+                .unwrap();
+            let padded = plan.padded_dimension();
+            let mut reference = vec![0.0f32; padded];
+            encoder.signs.apply_f32(&update, &mut reference);
+            let mut reference: Vec<f64> = reference.iter().map(|&x| f64::from(x)).collect();
+            fwht(&mut reference);
+            let norm = crate::dp::l2_norm(&update).unwrap();
+            let gain = clip_factor(norm, plan.clip) * plan.scale / (padded as f64).sqrt();
+            let mask = value_mask(plan.bits);
+            for (i, (&v, &r)) in encoded.values.iter().zip(&reference).enumerate() {
+                // The f32 rotation may sit a hair from the f64 one: measure from just below.
+                let z = r * gain;
+                let base = (z - 0.01).floor();
+                let steps = (v.wrapping_sub(base as i64 as u32) & mask) as f64;
+                assert!(
+                    (base + steps - z).abs() < 1.01,
+                    "n={dimension} coordinate {i}: {v} vs {z}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reused_scratch_gives_the_fresh_result() {
+        let small = Encoder::new(&plan(3_000, NoiseKind::Skellam)).unwrap();
+        let large = Encoder::new(&plan(300_000, NoiseKind::Skellam)).unwrap();
+        let mut scratch = EncodeScratch::default();
+        let mut out = EncodedUpdate::default();
+        for (encoder, seed) in [(&large, 3), (&small, 4), (&large, 5)] {
+            let update = update(encoder.plan().dimension, seed);
+            let fresh = encoder
+                .encode(&update, &mut ChaCha20Rng::seed_from_u64(seed))
+                .unwrap();
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            encoder
+                .encode_into(&update, &mut rng, &mut scratch, &mut out)
+                .unwrap();
+            assert!(out == fresh, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn the_exact_recount_replays_the_pass_bit_for_bit() {
+        let encoder = Encoder::new(&plan(20_000, NoiseKind::Skellam)).unwrap();
+        let padded = encoder.signs.len();
+        let stages = Stages::of(padded);
+        let mut scratch = EncodeScratch::default();
+        scratch.prepare(padded, stages);
+        let norm = encoder.rotate_blocks(&update(20_000, 6), &mut scratch.rotated, stages);
+        let gain = encoder.plan.scale / norm.sqrt().max(1.0) / (padded as f64).sqrt();
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let mut coins = Coins::from_rng(&mut ChaCha20Rng::seed_from_u64(8));
+        let mut passes = [vec![0u32; padded], vec![0u32; padded]];
+        let mut norms = [(0.0, 0), (0.0, 0)];
+        let mut ends = [(0, 0), (0, 0)];
+        for (exact, (values, norm)) in passes.iter_mut().zip(&mut norms).enumerate() {
+            coins.seek((0, 0)).unwrap();
+            *norm = encoder
+                .round_pass(
+                    stages,
+                    gain,
+                    exact == 1,
+                    &mut scratch,
+                    values,
+                    &mut coins,
+                    &mut rng,
+                )
+                .unwrap();
+            ends[exact] = coins.position();
+        }
+        assert!(passes[0] == passes[1], "the replay drew different values");
+        // Both streams end where the first pass left them, tie tails included.
+        assert!(ends[0] == ends[1] && ends[0].1 > 0, "{ends:?}");
+        let exact = norms[1].1;
+        assert!(exact > 0 && norms[0].0 == exact as f64, "{norms:?}");
+        // The exact norm is of the rounding alone, before the noise and the wrap.
+        assert!(exact < exact_norm_sq(&passes[1]));
     }
 }

@@ -14,6 +14,9 @@
 //!    target noise.
 //! 5. **Wrap** into Z_{2^B}, B ≤ 32: the `Vec<u32>` secure aggregation sums.
 //!
+//! Steps 2–5 run as two sweeps over the padded vector (see [`Encoder::encode_into`]); a
+//! caller that encodes repeatedly keeps an [`EncodeScratch`] so the buffers are reused.
+//!
 //! Server side ([`Decoder`]): lift the modular sum to centered integers, descale,
 //! inverse-rotate, divide by the survivors, report the noise the result carries and (with
 //! adaptive clipping) the next round's clip.
@@ -28,6 +31,7 @@
 //! accountants: [`DpPlan::mechanism`] (rounded sensitivities, per-member noise, survivors).
 
 pub mod clip;
+mod coins;
 pub mod decode;
 pub mod encode;
 pub mod error;
@@ -38,7 +42,7 @@ pub mod rounding;
 
 pub use clip::{AdaptiveClipping, clip_l2, l2_norm};
 pub use decode::{ClipEstimate, DecodedUpdate, Decoder};
-pub use encode::{EncodedUpdate, Encoder};
+pub use encode::{EncodeScratch, EncodedUpdate, Encoder};
 pub use error::{Error, Result};
 pub use plan::{
     ClipIndicator, DEFAULT_MAX_INFLATION, DEFAULT_OVERFLOW_SIGMAS, DpPlan, MAX_BITS, MAX_COHORT,

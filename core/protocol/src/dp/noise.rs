@@ -23,6 +23,7 @@
 use rand_core::{CryptoRng, RngCore};
 
 use super::error::{Error, Result};
+use crate::keystream::{Exhausted, Keystream};
 
 /// Below this mean the multiplication method is both exact and faster than PTRS.
 const PTRS_THRESHOLD: f64 = 10.0;
@@ -289,6 +290,9 @@ impl NoiseDistribution {
 pub struct AliasTable {
     /// `(threshold << 16) | alias` per bucket; the threshold is in units of 2^-47.
     entries: Vec<u64>,
+    /// The same buckets as [`Self::sample_head`] reads them, in half the cache:
+    /// `(threshold >> (47 − coin bits)) << index_bits | alias`, 25 bits.
+    heads: Vec<u32>,
     index_bits: u32,
     radius: i64,
 }
@@ -334,8 +338,18 @@ impl AliasTable {
         let total: u64 = weights.iter().sum();
         let target = 1u64 << (BUCKET_BITS + index_bits);
         weights[radius] = (weights[radius] + target).wrapping_sub(total);
+        let entries = vose(&weights, 1u64 << BUCKET_BITS);
+        let coin_bits = HEAD_BITS - index_bits;
+        let heads = entries
+            .iter()
+            .map(|&entry| {
+                let threshold = (entry >> 16) >> (BUCKET_BITS - coin_bits);
+                ((threshold << index_bits) | (entry & 0xffff)) as u32
+            })
+            .collect();
         Ok(AliasTable {
-            entries: vose(&weights, 1u64 << BUCKET_BITS),
+            entries,
+            heads,
             index_bits,
             radius: radius as i64,
         })
@@ -353,6 +367,14 @@ impl AliasTable {
 
 /// Random bits [`AliasTable::sample_head`] reads per draw (3 keystream bytes).
 pub const HEAD_BITS: u32 = 24;
+/// Keystream bytes of one head.
+pub(crate) const HEAD_BYTES: usize = (HEAD_BITS / 8) as usize;
+
+/// A head from its 3 keystream bytes, big endian.
+#[inline(always)]
+fn head_of(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]])
+}
 
 impl AliasTable {
     /// The draw selected by the first [`HEAD_BITS`] bits of a uniform word (`head`, below
@@ -362,12 +384,47 @@ impl AliasTable {
     /// word `head · 2^40 + tail / 2^24`, for a third of its random bytes.
     #[inline]
     pub fn sample_head(&self, head: u32) -> Option<i64> {
+        let (draw, tied) = self.head_draw(head);
+        (!tied).then_some(draw)
+    }
+
+    /// [`Self::sample_head`] without the branch: the draw (meaningless when tied) and
+    /// whether the head tied.
+    #[inline(always)]
+    fn head_draw(&self, head: u32) -> (i64, bool) {
         let coin_bits = HEAD_BITS - self.index_bits;
-        let index = (head >> coin_bits) as usize;
-        let coin = u64::from(head) & ((1 << coin_bits) - 1);
-        let entry = self.entries[index];
-        let threshold = (entry >> 16) >> (BUCKET_BITS - coin_bits);
-        (coin != threshold).then(|| self.pick(index, entry, coin < threshold))
+        let index = head >> coin_bits;
+        let coin = head & ((1 << coin_bits) - 1);
+        let entry = self.heads[index as usize];
+        let threshold = entry >> self.index_bits;
+        let alias = entry & ((1 << self.index_bits) - 1);
+        // A select by mask, not a branch: whether the coin keeps the bucket's own value is a
+        // fair-ish coin per draw, which a branch predictor misses half the time.
+        let own = u32::from(coin < threshold).wrapping_neg();
+        let value = alias ^ ((index ^ alias) & own);
+        (i64::from(value) - self.radius, coin == threshold)
+    }
+
+    /// Adds to each of `values` the draw of its head (the next 3 bytes of `heads`, big
+    /// endian) and wraps with `mask`; a tied head (rare) is completed at once with a tail
+    /// from `stream`. Only that rare case branches, so the lookups of consecutive draws
+    /// overlap.
+    pub(crate) fn add_draws(
+        &self,
+        values: &mut [u32],
+        heads: &[u8],
+        mask: u32,
+        stream: &mut Keystream,
+    ) -> std::result::Result<(), Exhausted> {
+        for (v, head) in values.iter_mut().zip(heads.chunks_exact(HEAD_BYTES)) {
+            let head = head_of(head);
+            let (mut draw, tied) = self.head_draw(head);
+            if tied {
+                draw = self.sample_tie(head, stream.next_u64()?);
+            }
+            *v = v.wrapping_add(draw as u32) & mask;
+        }
+        Ok(())
     }
 
     /// Completes a draw [`Self::sample_head`] left tied, with the coin's remaining bits
@@ -448,7 +505,7 @@ mod tests {
     #[test]
     fn head_and_tie_draws_equal_the_full_word_draw() {
         // Every table width the encoder meets, words forced to tie as well as random ones.
-        let mut stream = crate::keystream::Keystream::new(&[5; 32], &[0; 12]);
+        let mut stream = Keystream::new(&[5; 32], &[0; 12]);
         for dist in [
             NoiseDistribution::Skellam { mu: 0.7 },
             NoiseDistribution::Skellam { mu: 148_014.0 },
@@ -475,6 +532,44 @@ mod tests {
                 assert_eq!(lazy, table.sample(word), "{dist:?} head {head:#x}");
             }
             assert!(forced > 10_000 && ties >= forced, "{dist:?}: {ties} ties");
+        }
+    }
+
+    #[test]
+    fn batch_draws_equal_one_at_a_time_draws() {
+        // The encoder's batch path against sample_head/sample_tie draw by draw, with ties
+        // forced, on a wrapping modulus.
+        let table = AliasTable::new(NoiseDistribution::Skellam { mu: 148_014.0 }).unwrap();
+        let coin_bits = HEAD_BITS - table.index_bits;
+        let mut heads = vec![0u8; HEAD_BYTES * 4096];
+        Keystream::new(&[6; 32], &[0; 12]).fill(&mut heads).unwrap();
+        let mut forced = 0;
+        for head in heads.chunks_exact_mut(HEAD_BYTES).step_by(7) {
+            let index = head_of(head) >> coin_bits;
+            let threshold = table.heads[index as usize] >> table.index_bits;
+            if threshold < 1 << coin_bits {
+                let tied = (index << coin_bits) | threshold;
+                head.copy_from_slice(&tied.to_be_bytes()[1..]);
+                forced += 1;
+            }
+        }
+        assert!(forced > 100, "{forced}");
+        let mask = (1u32 << 16) - 1;
+        let start: Vec<u32> = (0..4096u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let mut batch = start.clone();
+        let mut tails = Keystream::new(&[7; 32], &[0; 12]);
+        table
+            .add_draws(&mut batch, &heads, mask, &mut tails)
+            .unwrap();
+        let mut tails = Keystream::new(&[7; 32], &[0; 12]);
+        for ((&b, &s), head) in batch.iter().zip(&start).zip(heads.chunks_exact(HEAD_BYTES)) {
+            let head = head_of(head);
+            let draw = table
+                .sample_head(head)
+                .unwrap_or_else(|| table.sample_tie(head, tails.next_u64().unwrap()));
+            assert_eq!(b, s.wrapping_add(draw as u32) & mask, "head {head:#x}");
         }
     }
 

@@ -18,9 +18,15 @@ use rand_core::{RngCore, SeedableRng};
 /// plan never yields the same keystream.
 const SIGN_STREAM: u64 = 0x636f_7665_792d_7268; // "covey-rh"
 
-/// Coordinates processed per cache-resident block in the first transform passes: 4096 f32
+/// Coordinates per cache-resident block in the first stage of the transform: 4096 f32
 /// (16 KiB) or f64 (32 KiB) stay in L1 while log2(4096) = 12 butterfly passes run over them.
 const BLOCK: usize = 4096;
+/// Fewest columns per tile in the second stage: 16 f32 fill one cache line (f64: two), so
+/// every line gathered from the strided rows is used whole.
+const TILE_WIDTH: usize = 16;
+/// Coordinates a second-stage tile holds at least (when the vector has that many), so that
+/// the per-tile work after the transform (the encoder's rounding batches) is not cut small.
+const TILE_MIN: usize = 1024;
 
 /// The random sign diagonal `D` of one round, one bit per padded coordinate (1 = negate).
 #[derive(Clone, PartialEq, Eq)]
@@ -62,11 +68,18 @@ impl Signs {
     /// `out[i] = ±input[i]` for `i < input.len()`, zero for the padding beyond it.
     /// `out` must have `self.len()` coordinates and `input` at most that many.
     pub fn apply_f32(&self, input: &[f32], out: &mut [f32]) {
+        self.apply_f32_from(0, input, out);
+    }
+
+    /// [`Self::apply_f32`] for the coordinates from `start` (a multiple of 64) on: `out[i] =
+    /// ±input[i]` with the sign of coordinate `start + i`, zero beyond `input.len()`.
+    pub(crate) fn apply_f32_from(&self, start: usize, input: &[f32], out: &mut [f32]) {
+        debug_assert_eq!(start % 64, 0);
         let (body, padding) = out.split_at_mut(input.len());
         for ((chunk_out, chunk_in), &word) in body
             .chunks_mut(64)
             .zip(input.chunks(64))
-            .zip(self.bits.iter())
+            .zip(&self.bits[start / 64..])
         {
             for (j, (o, &x)) in chunk_out.iter_mut().zip(chunk_in).enumerate() {
                 // Flip the IEEE sign bit: branch-free and exact.
@@ -75,6 +88,32 @@ impl Signs {
             }
         }
         padding.fill(0.0);
+    }
+
+    /// `out[i] = ±values[i] · unit` with the sign of coordinate `start + i`, for `i <
+    /// out.len()` (the inverse rotation's `D` and scale on one stretch of a tile row).
+    pub(crate) fn apply_f64_scaled(
+        &self,
+        start: usize,
+        values: &[f64],
+        unit: f64,
+        out: &mut [f32],
+    ) {
+        let mut done = 0;
+        while done < out.len() {
+            let at = start + done;
+            // The stretch within the sign word of coordinate `at`.
+            let len = (64 - at % 64).min(out.len() - done);
+            let word = self.bits[at / 64] >> (at % 64);
+            let stretch = out[done..done + len]
+                .iter_mut()
+                .zip(&values[done..done + len]);
+            for (j, (o, &v)) in stretch.enumerate() {
+                let flip = ((word >> j) & 1) << 63;
+                *o = (f64::from_bits(v.to_bits() ^ flip) * unit) as f32;
+            }
+            done += len;
+        }
     }
 
     /// Negates the coordinates of `values` whose sign is negative (the `D` of the inverse).
@@ -96,29 +135,125 @@ pub fn padded_len(dimension: usize) -> usize {
 /// Unnormalized in-place fast Walsh–Hadamard transform (`H·H = n·I`) of a power-of-two
 /// length vector, in O(n log n). Callers fold the `1/√n` into their own scaling pass.
 ///
-/// Memory traffic, not arithmetic, bounds this transform, so: the first three passes run as
-/// one 8-point kernel, the rest two at a time (radix 4), and the passes within a block of
-/// [`BLOCK`] coordinates run block by block so each block stays in L1; only the last
-/// `log2(n / BLOCK)` passes stream the whole vector, in half as many sweeps.
+/// Memory traffic, not arithmetic, bounds this transform, so it makes two sweeps over the
+/// vector instead of one per pass: seen as a `rows × block` matrix ([`Stages`]), the first
+/// stage transforms each contiguous block of [`BLOCK`] coordinates in L1 (all passes with
+/// half-width below `block`), the second gathers columns [`TILE_WIDTH`] wide into a
+/// contiguous tile, runs the remaining passes across its rows and writes it back.
 pub fn fwht<T>(values: &mut [T])
+where
+    T: Copy + Default + Add<Output = T> + Sub<Output = T>,
+{
+    debug_assert!(values.len().is_power_of_two() || values.is_empty());
+    let stages = Stages::of(values.len());
+    values
+        .chunks_exact_mut(stages.block)
+        .for_each(transform_block);
+    if stages.rows > 1 {
+        let mut tile = vec![T::default(); stages.tile_len()];
+        for col in stages.columns() {
+            stages.gather(values, col, &mut tile);
+            stages.transform_tile(&mut tile);
+            stages.scatter(&tile, col, values);
+        }
+    }
+}
+
+/// The two-stage split of a length-`n` transform: `n = rows · block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stages {
+    /// Contiguous coordinates transformed together in the first stage.
+    pub block: usize,
+    /// Blocks, combined column by column in the second stage.
+    pub rows: usize,
+    /// Columns per second-stage tile.
+    pub width: usize,
+}
+
+impl Stages {
+    /// The split for a power-of-two length `n`.
+    pub fn of(n: usize) -> Self {
+        let block = n.clamp(1, BLOCK);
+        let rows = n.max(1) / block;
+        Stages {
+            block,
+            rows,
+            width: (TILE_MIN / rows).max(TILE_WIDTH).min(block),
+        }
+    }
+
+    /// Coordinates in one second-stage tile.
+    pub fn tile_len(&self) -> usize {
+        self.rows * self.width
+    }
+
+    /// The first column of every second-stage tile.
+    pub fn columns(&self) -> std::iter::StepBy<std::ops::Range<usize>> {
+        (0..self.block).step_by(self.width)
+    }
+
+    /// The vector index of tile coordinate `i` of the tile at column `col`.
+    #[inline]
+    pub fn index(&self, col: usize, i: usize) -> usize {
+        (i / self.width) * self.block + col + i % self.width
+    }
+
+    /// Copies columns `col..col + width` of every row into `tile`, row after row.
+    pub fn gather<T: Copy>(&self, values: &[T], col: usize, tile: &mut [T]) {
+        for (row, dst) in values
+            .chunks_exact(self.block)
+            .zip(tile.chunks_exact_mut(self.width))
+        {
+            copy_row(&row[col..col + self.width], dst);
+        }
+    }
+
+    /// The inverse of [`Self::gather`]: writes `tile`'s rows back to columns `col..`.
+    pub fn scatter<T: Copy>(&self, tile: &[T], col: usize, values: &mut [T]) {
+        for (row, src) in values
+            .chunks_exact_mut(self.block)
+            .zip(tile.chunks_exact(self.width))
+        {
+            copy_row(src, &mut row[col..col + self.width]);
+        }
+    }
+
+    /// The second stage on a gathered tile: the passes across its rows, all `width`
+    /// columns at once.
+    pub fn transform_tile<T>(&self, tile: &mut [T])
+    where
+        T: Copy + Add<Output = T> + Sub<Output = T>,
+    {
+        butterfly_passes(tile, self.width);
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short rows of a tile: in fixed chunks of
+/// [`TILE_WIDTH`] (inline moves) rather than one `memmove` call per row.
+#[inline]
+pub(crate) fn copy_row<T: Copy>(src: &[T], dst: &mut [T]) {
+    if src.len().is_multiple_of(TILE_WIDTH) {
+        let (dst, _) = dst.as_chunks_mut::<TILE_WIDTH>();
+        for (d, s) in dst.iter_mut().zip(src.as_chunks::<TILE_WIDTH>().0) {
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// The first stage on one block: every pass with half-width below the block's length.
+pub(crate) fn transform_block<T>(block: &mut [T])
 where
     T: Copy + Add<Output = T> + Sub<Output = T>,
 {
-    debug_assert!(values.len().is_power_of_two() || values.is_empty());
-    let block = values.len().min(BLOCK);
-    if block < 2 {
-        return;
-    }
-    for chunk in values.chunks_exact_mut(block) {
-        let first = if block >= 8 {
-            chunk.chunks_exact_mut(8).for_each(hadamard8);
-            8
-        } else {
-            1
-        };
-        butterfly_passes(chunk, first);
-    }
-    butterfly_passes(values, block);
+    let first = if block.len() >= 8 {
+        block.chunks_exact_mut(8).for_each(hadamard8);
+        8
+    } else {
+        1
+    };
+    butterfly_passes(block, first);
 }
 
 /// The 8-point transform (passes with half-widths 1, 2 and 4) on one chunk.
@@ -193,18 +328,22 @@ mod tests {
 
     #[test]
     fn large_transform_matches_the_definition() {
-        let n = BLOCK * 4;
-        let input: Vec<f64> = (0..n).map(|i| ((i * 7919) % 113) as f64 - 56.0).collect();
-        let mut blocked = input.clone();
-        fwht(&mut blocked);
-        // The definition: out[i] = Σ_j (−1)^popcount(i & j) in[j], at a few rows.
-        for i in [0usize, 1, 4095, 4096, 9_999, n - 1] {
-            let direct: f64 = input
-                .iter()
-                .enumerate()
-                .map(|(j, &x)| if (i & j).count_ones() % 2 == 0 { x } else { -x })
-                .sum();
-            assert_eq!(blocked[i], direct, "row {i}");
+        // Wide tiles over a few rows, and one-line tiles over many.
+        for n in [BLOCK * 4, BLOCK * 64] {
+            let stages = Stages::of(n);
+            assert_eq!(stages.rows * stages.block, n);
+            let input: Vec<f64> = (0..n).map(|i| ((i * 7919) % 113) as f64 - 56.0).collect();
+            let mut blocked = input.clone();
+            fwht(&mut blocked);
+            // The definition: out[i] = Σ_j (−1)^popcount(i & j) in[j], at a few rows.
+            for i in [0usize, 1, 17, 4095, 4096, 9_999, n / 2 + 33, n - 1] {
+                let direct: f64 = input
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &x)| if (i & j).count_ones() % 2 == 0 { x } else { -x })
+                    .sum();
+                assert_eq!(blocked[i], direct, "n={n} row {i}");
+            }
         }
     }
 

@@ -21,6 +21,7 @@
 
 use rand_core::{CryptoRng, RngCore};
 
+use super::coins::Coins;
 use super::error::{Error, Result};
 use crate::keystream::Keystream;
 
@@ -30,9 +31,9 @@ pub const DEFAULT_BETA: f64 = 0.606_530_659_712_633_4;
 /// chance of 64 rejections in a row is below 2^-45.
 pub const MAX_ATTEMPTS: u32 = 64;
 /// Coordinates per keystream refill (their coins stay in L1).
-const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 /// Keystream bytes drawn up front per coordinate: the coin's first 16 bits.
-const COIN_BYTES: usize = 2;
+pub(crate) const COIN_BYTES: usize = 2;
 /// 2^16: the scale of the coin's first 16 bits.
 const COIN_HEAD: f64 = 65_536.0;
 
@@ -62,43 +63,24 @@ pub fn round_conditionally<R: RngCore + CryptoRng + ?Sized>(
     out: &mut [u32],
     rng: &mut R,
 ) -> Result<u32> {
-    round_with(input, gain, bound_sq, out, &mut Keystream::from_rng(rng))
+    round_with(input, gain, bound_sq, out, &mut Coins::from_rng(rng))
 }
 
-/// [`round_conditionally`] drawing its coins from `stream`.
-pub(crate) fn round_with(
+/// [`round_conditionally`] drawing its coins from `coins`.
+fn round_with(
     input: &[f32],
     gain: f64,
     bound_sq: u128,
     out: &mut [u32],
-    stream: &mut Keystream,
+    coins: &mut Coins,
 ) -> Result<u32> {
-    let mut coins = [0u8; COIN_BYTES * BATCH];
-    // The fast f64 norm is exact to a relative 1e-10 at any length we accept; only a norm
-    // within 1e-9 of the bound is recounted exactly.
-    let (accept, reject) = (
-        bound_sq as f64 * (1.0 - 1e-9),
-        bound_sq as f64 * (1.0 + 1e-9),
-    );
+    let mut heads = [0u8; COIN_BYTES * BATCH];
     for attempt in 1..=MAX_ATTEMPTS {
         let mut norm_sq = 0.0;
         for (chunk_in, chunk_out) in input.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
-            let bytes = &mut coins[..COIN_BYTES * chunk_in.len()];
-            stream.fill(bytes)?;
-            let (chunk_norm, tied) = round_chunk(chunk_in, gain, bytes, chunk_out);
-            norm_sq += chunk_norm;
-            if tied {
-                norm_sq += settle_ties(chunk_in, gain, bytes, chunk_out, stream)?;
-            }
+            norm_sq += round_batch(chunk_in, gain, chunk_out, &mut heads, coins)?;
         }
-        let within = if norm_sq <= accept {
-            true
-        } else if norm_sq > reject {
-            false
-        } else {
-            exact_norm_sq(out) <= bound_sq
-        };
-        if within {
+        if within_bound(norm_sq, bound_sq).unwrap_or_else(|| exact_norm_sq(out) <= bound_sq) {
             return Ok(attempt);
         }
     }
@@ -107,8 +89,42 @@ pub(crate) fn round_with(
     })
 }
 
+/// Stochastically rounds at most [`BATCH`] coordinates `input[i] · gain` into `out`, with
+/// coin heads from `coins` read through `heads` (at least [`COIN_BYTES`]` · input.len()`
+/// bytes); returns the rounded values' squared norm as [`within_bound`] takes it.
+pub(crate) fn round_batch(
+    input: &[f32],
+    gain: f64,
+    out: &mut [u32],
+    heads: &mut [u8],
+    coins: &mut Coins,
+) -> Result<f64> {
+    let heads = &mut heads[..COIN_BYTES * input.len()];
+    coins.bulk.fill(heads)?;
+    let (norm_sq, tied) = round_chunk(input, gain, heads, out);
+    Ok(if tied {
+        norm_sq + settle_ties(input, gain, heads, out, &mut coins.tails)?
+    } else {
+        norm_sq
+    })
+}
+
+/// Whether a rounding whose squared norm summed in f64 is `norm_sq` is within `bound_sq`,
+/// or `None` when `norm_sq` is too close to the bound to tell and the caller must recount
+/// exactly. The fast f64 sum is exact to a relative 1e-10 at any length we accept.
+pub(crate) fn within_bound(norm_sq: f64, bound_sq: u128) -> Option<bool> {
+    let bound = bound_sq as f64;
+    if norm_sq <= bound * (1.0 - 1e-9) {
+        Some(true)
+    } else if norm_sq > bound * (1.0 + 1e-9) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// The squared norm of rounded values, exactly.
-fn exact_norm_sq(values: &[u32]) -> u128 {
+pub(crate) fn exact_norm_sq(values: &[u32]) -> u128 {
     values
         .iter()
         .map(|&v| {
@@ -164,7 +180,7 @@ fn settle_ties(
     gain: f64,
     coins: &[u8],
     out: &mut [u32],
-    stream: &mut Keystream,
+    tails: &mut Keystream,
 ) -> Result<f64> {
     let mut growth = 0.0;
     for (i, (x, o)) in input.iter().zip(out.iter_mut()).enumerate() {
@@ -174,7 +190,7 @@ fn settle_ties(
             continue;
         }
         let rest = scaled - floor_of(scaled);
-        let tail = (stream.next_u64()? >> 11) as f64 * (1.0 / 2f64.powi(53));
+        let tail = (tails.next_u64()? >> 11) as f64 * (1.0 / 2f64.powi(53));
         if tail < rest {
             *o = twos_complement(floor + 1.0);
             growth += 2.0 * floor + 1.0;
