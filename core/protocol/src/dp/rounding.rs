@@ -137,11 +137,14 @@ pub(crate) fn exact_norm_sq(values: &[u32]) -> u128 {
 /// Rounds one chunk on the coins' first 16 bits, rounding down where the coin ties with the
 /// probability; returns the chunk's squared norm and whether any coin tied.
 ///
-/// Written lane-wise over groups of 8 with separate accumulators and only adds, compares and
-/// conversions that SSE2 vectorizes (no `f64::floor`, a libm call on baseline x86-64).
+/// Written lane-wise over groups of 8 with separate accumulators and only adds, compares,
+/// shifts and masks that SSE2 vectorizes (no `f64::floor`, a libm call on baseline x86-64,
+/// and no saturating float-to-int conversion).
 fn round_chunk(input: &[f32], gain: f64, coins: &[u8], out: &mut [u32]) -> (f64, bool) {
+    // Scaling by 2^16 is exact, so `x · gain16` is `2^16 · (x · gain)` bit for bit.
+    let gain16 = gain * COIN_HEAD;
     let mut lanes = [0.0f64; LANES];
-    let mut ties = [0.0f64; LANES];
+    let mut ties = [0u64; LANES];
     let groups = input.len() / LANES;
     for ((xs, cs), os) in input
         .chunks_exact(LANES)
@@ -149,28 +152,20 @@ fn round_chunk(input: &[f32], gain: f64, coins: &[u8], out: &mut [u32]) -> (f64,
         .zip(out.chunks_exact_mut(LANES))
     {
         for l in 0..LANES {
-            let (k, tie) = round_one(xs[l], gain, coin_head(cs, l));
-            os[l] = twos_complement(k);
+            let (word, k, tie) = round_one(xs[l], gain16, coin_head(cs, l));
+            os[l] = word;
             lanes[l] += k * k;
-            ties[l] += tie;
+            ties[l] |= tie;
         }
     }
     let tail = groups * LANES;
     for (i, (x, o)) in input[tail..].iter().zip(&mut out[tail..]).enumerate() {
-        let (k, tie) = round_one(*x, gain, coin_head(coins, tail + i));
-        *o = twos_complement(k);
+        let (word, k, tie) = round_one(*x, gain16, coin_head(coins, tail + i));
+        *o = word;
         lanes[0] += k * k;
-        ties[0] += tie;
+        ties[0] |= tie;
     }
-    (lanes.iter().sum(), ties.iter().sum::<f64>() > 0.0)
-}
-
-/// The 32-bit two's complement of an integral `k` with |k| < 2^31: the low word of
-/// `k + 1.5 · 2^52`, whose mantissa holds `2^51 + k`. Unlike `k as i32` (a saturating
-/// conversion with a NaN check) this vectorizes.
-#[inline(always)]
-fn twos_complement(k: f64) -> u32 {
-    (k + ROUNDING_MAGIC).to_bits() as u32
+    (lanes.iter().sum(), ties.iter().any(|&t| t != 0))
 }
 
 /// Decides the tied coins of a chunk [`round_chunk`] rounded down with 53 more coin bits
@@ -182,18 +177,21 @@ fn settle_ties(
     out: &mut [u32],
     tails: &mut Keystream,
 ) -> Result<f64> {
+    let gain16 = gain * COIN_HEAD;
     let mut growth = 0.0;
     for (i, (x, o)) in input.iter().zip(out.iter_mut()).enumerate() {
-        let coin = coin_head(coins, i);
-        let (floor, scaled) = split(*x, gain);
-        if f64::from(coin) != floor_of(scaled) {
+        let fixed = fixed_point(*x, gain16);
+        if u64::from(coin_head(coins, i)) != fixed & HEAD_MASK {
             continue;
         }
-        let rest = scaled - floor_of(scaled);
+        // The probability's bits below the head: `t − ⌊t⌋`, exact for |t| ≥ 1.
+        let rest = f64::from(*x) * gain16 - (exact_f64(fixed) - OFFSET_BIAS);
         let tail = (tails.next_u64()? >> 11) as f64 * (1.0 / 2f64.powi(53));
         if tail < rest {
-            *o = twos_complement(floor + 1.0);
-            growth += 2.0 * floor + 1.0;
+            // Up from `2^35 + ⌊z⌋`: the square grows by 2⌊z⌋ + 1.
+            let down = fixed >> 16;
+            *o = (down + 1) as u32;
+            growth += 2.0 * (exact_f64(down) - K_BIAS) + 1.0;
         }
     }
     Ok(growth)
@@ -207,33 +205,46 @@ fn coin_head(coins: &[u8], i: usize) -> u16 {
 
 /// Lanes of the vectorized rounding loop.
 const LANES: usize = 8;
-/// 1.5 · 2^52: adding and subtracting it rounds any |z| < 2^51 to the nearest integer.
+/// 1.5 · 2^52: adding it to any |t| < 2^51 leaves `2^51 + nearest(t)` in the mantissa bits.
 const ROUNDING_MAGIC: f64 = 6_755_399_441_055_744.0;
+/// The mantissa bits of an f64.
+const MANTISSA: u64 = (1 << 52) - 1;
+/// The bits of the 16-bit coin head within a fixed-point value.
+const HEAD_MASK: u64 = 0xffff;
+/// `2^51`, the offset of [`fixed_point`] values, as [`exact_f64`] reads it (`2^52 + 2^51`).
+const OFFSET_BIAS: f64 = 6_755_399_441_055_744.0;
+/// `2^52 + 2^35`: [`exact_f64`] of an offset integer `2^35 + k` minus this is `k`.
+const K_BIAS: f64 = 4_503_633_987_108_864.0;
 
-/// `⌊z⌋` for |z| < 2^51, branch-free.
+/// `2^51 + ⌊t⌋` for `t = x · gain16` with |t| < 2^51, as an integer: the low 16 bits are the
+/// head of the probability of rounding up (`2^16 · (z − ⌊z⌋)` for `z = t / 2^16`, exactly)
+/// and the bits above are `2^35 + ⌊z⌋`. Branch-free: the nearest integer from the magic
+/// constant, minus one where it lies above `t`.
 #[inline(always)]
-fn floor_of(z: f64) -> f64 {
-    let nearest = (z + ROUNDING_MAGIC) - ROUNDING_MAGIC;
-    nearest - if nearest > z { 1.0 } else { 0.0 }
+fn fixed_point(x: f32, gain16: f64) -> u64 {
+    let t = f64::from(x) * gain16;
+    let shifted = t + ROUNDING_MAGIC;
+    let above = u64::from(shifted - ROUNDING_MAGIC > t);
+    (shifted.to_bits() & MANTISSA) - above
 }
 
-/// `(⌊z⌋, 2^16 · (z − ⌊z⌋))` for `z = x · gain`; both steps are exact in f64.
+/// `2^52 + n` for an integer `0 ≤ n < 2^52`, exactly (the integer in an f64's mantissa).
 #[inline(always)]
-fn split(x: f32, gain: f64) -> (f64, f64) {
-    let z = f64::from(x) * gain;
-    let floor = floor_of(z);
-    (floor, (z - floor) * COIN_HEAD)
+fn exact_f64(n: u64) -> f64 {
+    f64::from_bits(0x4330_0000_0000_0000 | n)
 }
 
-/// `⌊z⌋ + 1` when the coin's head is below the rounding-up probability's head, else `⌊z⌋`;
-/// and 1 when the two heads tie (then the coin's further bits decide), else 0.
+/// The rounding of `z = t / 2^16`: its 32-bit two's complement word (`⌊z⌋ + 1` when the
+/// coin's head is below the rounding-up probability's head, else `⌊z⌋`), the same integer as
+/// an f64, and 1 when the two heads tie (then the coin's further bits decide), else 0.
 #[inline(always)]
-fn round_one(x: f32, gain: f64, coin: u16) -> (f64, f64) {
-    let (floor, scaled) = split(x, gain);
-    let head = floor_of(scaled);
-    let coin = f64::from(coin);
-    let up = if coin < head { 1.0 } else { 0.0 };
-    (floor + up, if coin == head { 1.0 } else { 0.0 })
+fn round_one(x: f32, gain16: f64, coin: u16) -> (u32, f64, u64) {
+    let fixed = fixed_point(x, gain16);
+    let head = fixed & HEAD_MASK;
+    let coin = u64::from(coin);
+    // `2^35 + k`; its low word is k's two's complement (2^35 ≡ 0 mod 2^32).
+    let offset = (fixed >> 16) + u64::from(coin < head);
+    (offset as u32, exact_f64(offset) - K_BIAS, u64::from(coin == head))
 }
 
 #[cfg(test)]
