@@ -244,7 +244,11 @@ fn round_one(x: f32, gain16: f64, coin: u16) -> (u32, f64, u64) {
     let coin = u64::from(coin);
     // `2^35 + k`; its low word is k's two's complement (2^35 ≡ 0 mod 2^32).
     let offset = (fixed >> 16) + u64::from(coin < head);
-    (offset as u32, exact_f64(offset) - K_BIAS, u64::from(coin == head))
+    (
+        offset as u32,
+        exact_f64(offset) - K_BIAS,
+        u64::from(coin == head),
+    )
 }
 
 #[cfg(test)]
