@@ -1,15 +1,18 @@
-//! One member's local round (closed-form user solve + dense delta) against the arithmetic
+//! One member's local round (closed-form user solve + dense upload) against the arithmetic
 //! floor measured in the same run.
 //!
 //! Case (issue 4): 1,000 loyalty events (purchases with repeats, some views and clicks), a
-//! 10,000-item catalog, d = 32, 5 local epochs, 64 sampled negatives per epoch.
+//! 10,000-item catalog, d = 32. The round solves the user vector, differentiates the
+//! member's observed terms with candle and scatters gradient, curvature and outer products
+//! into the dense upload (`covey_model::UpdateLayout`, 340,561 values); no negatives are
+//! sampled (the server computes the unobserved term from the cohort's Gramian).
 //!
 //! - `model_round/covey/{fresh,warm}`: `Trainer::local_round` (candle Var + backprop on one
 //!   pool thread). `fresh` starts from a just-downloaded model, so it includes building the
 //!   catalog Gramian (O(n·d²)) that every round after a model update pays once; `warm` has it
 //!   cached (the per-member cost).
 //! - `model_round/floor/{fresh,warm}`: a minimal hand-written f32 loop computing the *same*
-//!   update (same rows, negatives, weights, step sizes; checked equal before timing): the
+//!   upload (same solve, gradient, curvature and outer products; checked equal before timing): the
 //!   arithmetic floor with no autograd, no tensors, no allocation beyond the output.
 //! - After criterion: a ratio table with peak heap bytes of each path (counting allocator).
 
@@ -21,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use covey_benches::median_seconds_batched;
 use covey_model::{
     Catalog, GlobalModel, ItemInfo, MemberHistory, ModelConfig, ModelShape, SYNTHETIC_START_MS,
-    Trainer, solve_user,
+    Trainer, UpdateLayout, solve_user,
 };
 use covey_store::{Channel, EventKind, LoyaltyEvent};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -62,7 +65,6 @@ fn peak_bytes<S>(input: S, f: impl FnOnce(S)) -> usize {
 
 const ITEMS: usize = 10_000;
 const EVENTS: usize = 1_000;
-const SEED: u64 = 0x10ca1;
 
 struct Case {
     model: GlobalModel,
@@ -143,9 +145,8 @@ impl Case {
 }
 
 fn covey_round(trainer: &Trainer, model: &GlobalModel, history: &MemberHistory) -> Vec<f32> {
-    let mut rng = ChaCha20Rng::seed_from_u64(SEED);
     trainer
-        .local_round(model, history, &mut rng)
+        .local_round(model, history)
         .expect("round")
         .delta
         .into_vec()
@@ -198,7 +199,7 @@ fn floor_cache(model: &GlobalModel) -> FloorCache {
     }
 }
 
-/// The same round by hand: solve p, then SGD on the touched rows, scattered into a dense delta.
+/// The same round by hand: solve p, then the upload's blocks, written straight into it.
 fn floor_round(
     model: &GlobalModel,
     cache: &FloorCache,
@@ -207,7 +208,6 @@ fn floor_round(
 ) -> Vec<f32> {
     let l = model.layout();
     let d = l.dim;
-    let n = l.items;
     let params = model.params();
     let bias = &params[l.bias_offset()..l.feature_offset()];
     let w0 = config.unobserved_weight;
@@ -237,101 +237,33 @@ fn floor_round(
         .iter()
         .map(|x| *x as f32)
         .collect();
-    let norm2: f32 = user.iter().map(|x| x * x).sum();
-
-    // The delta doubles as the working copy: rows start at their current values.
-    let mut delta = vec![0.0f32; l.len()];
-    let mut rng = ChaCha20Rng::seed_from_u64(SEED);
-    let unobserved = n - history.len();
-    let neg_weight = w0 * unobserved as f32 / config.negatives as f32;
-    let negatives: Vec<Vec<u32>> = (0..config.local_epochs)
-        .map(|_| {
-            let mut out = Vec::with_capacity(config.negatives);
-            while out.len() < config.negatives {
-                let r = (rng.next_u64() % n as u64) as u32;
-                if !history.contains(r) {
-                    out.push(r);
-                }
-            }
-            out
-        })
-        .collect();
-    let feats = model.item_features();
-    let fo = l.feature_offset();
-    let bo = l.bias_offset();
-    // Touched feature rows (regularised every epoch, as in the candle graph).
-    let mut touched_f: Vec<u32> = history
-        .items()
-        .iter()
-        .map(|e| e.row)
-        .chain(negatives.iter().flatten().copied())
-        .flat_map(|r| feats[r as usize])
-        .collect();
-    touched_f.sort_unstable();
-    touched_f.dedup();
-    let value = |delta: &[f32], i: usize| params[i] + delta[i];
-    let mut grad = vec![0.0f32; l.len()];
-    let mut curv = vec![0.0f32; n + config.shape.feature_rows];
-    for epoch in &negatives {
-        let sel: Vec<(u32, f32, f32)> = history
-            .items()
-            .iter()
-            .map(|e| (e.row, 1.0, e.confidence))
-            .chain(epoch.iter().map(|&r| (r, 0.0, neg_weight)))
-            .collect();
-        for &(r, y, w) in &sel {
-            let r = r as usize;
-            let [c, f] = feats[r].map(|x| x as usize);
-            let mut s = value(&delta, bo + r);
-            for (k, u) in user.iter().enumerate() {
-                let v = value(&delta, r * d + k)
-                    + value(&delta, fo + c * d + k)
-                    + value(&delta, fo + f * d + k);
-                s += v * u;
-            }
-            let g = 2.0 * w * (s - y);
-            for (k, u) in user.iter().enumerate() {
-                let gp = g * u;
-                grad[r * d + k] += gp + 2.0 * config.l2_item * value(&delta, r * d + k);
-                grad[fo + c * d + k] += gp;
-                grad[fo + f * d + k] += gp;
-            }
-            grad[bo + r] += g;
-            curv[r] += w;
-            curv[n + c] += w;
-            curv[n + f] += w;
+    // The upload: ∇ of Σ [c (1 − s)² − w₀ s²] per history row, κ per row, a aᵀ.
+    let layout = UpdateLayout::of(l);
+    let w = d + 1;
+    let mut upload = vec![0.0f32; layout.len()];
+    let mut a_vec = user.clone();
+    a_vec.push(1.0);
+    let norm2: f32 = a_vec.iter().map(|x| x * x).sum();
+    for e in history.items() {
+        let row = e.row as usize;
+        let v = &cache.vectors[row * d..(row + 1) * d];
+        let s: f32 = v.iter().zip(&user).map(|(x, p)| x * p).sum::<f32>() + bias[row];
+        let c = e.confidence;
+        let g = 2.0 * (c * (s - 1.0) - w0 * s);
+        for (t, x) in upload[row * w..(row + 1) * w].iter_mut().zip(&a_vec) {
+            *t = g * x;
         }
-        for &fr in &touched_f {
-            let fr = fr as usize;
-            for k in 0..d {
-                grad[fo + fr * d + k] += 2.0 * config.l2_item * value(&delta, fo + fr * d + k);
-            }
-        }
-        let rate = |c: f32| config.learning_rate / c.max(1.0);
-        for &(r, _, _) in &sel {
-            let r = r as usize;
-            if curv[r] == 0.0 {
-                continue; // already applied (a row selected twice)
-            }
-            for k in 0..d {
-                delta[r * d + k] -= rate(2.0 * curv[r] * norm2) * grad[r * d + k];
-                grad[r * d + k] = 0.0;
-            }
-            delta[bo + r] -= rate(2.0 * curv[r]) * grad[bo + r];
-            grad[bo + r] = 0.0;
-            curv[r] = 0.0;
-        }
-        for &fr in &touched_f {
-            let fr = fr as usize;
-            let step = rate(2.0 * curv[n + fr] * norm2);
-            for k in 0..d {
-                delta[fo + fr * d + k] -= step * grad[fo + fr * d + k];
-                grad[fo + fr * d + k] = 0.0;
-            }
-            curv[n + fr] = 0.0;
+        upload[layout.curvature_offset() + row] = (c - w0) * norm2;
+    }
+    let gramian = &mut upload[layout.gramian_offset()..];
+    let mut t = 0;
+    for i in 0..w {
+        for j in i..w {
+            gramian[t] = a_vec[i] * a_vec[j];
+            t += 1;
         }
     }
-    delta
+    upload
 }
 
 fn cholesky_solve(a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
@@ -477,9 +409,9 @@ fn ratio_table(_: &mut Criterion) {
             &case.config,
         ));
     });
-    let delta_bytes = case.model.layout().len() * 4;
+    let delta_bytes = UpdateLayout::of(case.model.layout()).len() * 4;
     println!(
-        "\nLocal round: {EVENTS} events ({} distinct items), {ITEMS} items, d=32, 5 epochs, 64 negatives/epoch",
+        "\nLocal round: {EVENTS} events ({} distinct items), {ITEMS} items, d=32 (solve + upload)",
         case.history.len()
     );
     println!("| path | covey ms | floor ms | covey/floor |");
@@ -497,7 +429,7 @@ fn ratio_table(_: &mut Criterion) {
         covey_warm / floor_warm
     );
     println!(
-        "peak heap growth, fresh round: covey {:.2} MB, floor {:.2} MB (the dense delta alone is {:.2} MB)",
+        "peak heap growth, fresh round: covey {:.2} MB, floor {:.2} MB (the dense upload alone is {:.2} MB)",
         mem_covey as f64 / 1e6,
         mem_floor as f64 / 1e6,
         delta_bytes as f64 / 1e6

@@ -2,8 +2,8 @@
 //! with the physical floor measured in the same run.
 //!
 //! - `device_round/{train,encode,secagg_client,total}/p{params}`: local training on one
-//!   thread (user solve + local epochs over the member's items and sampled negatives, dense
-//!   delta over the whole model), DP encoding with the round's plan (clip, rotate, round,
+//!   thread (user solve + the candle gradient of the member's items, curvature and outer
+//!   products, dense upload over the whole catalog), DP encoding with the round's plan (clip, rotate, round,
 //!   Skellam share), the SecAgg+ client's stages 1–3 with 16 neighbours (keys, encrypted
 //!   shares, masking), and all three in a row — for a model of ~100k parameters (3000
 //!   items, d = 32, 256 feature rows).
@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use covey_benches::{ClientCase, keystream_floor, median_seconds};
 use covey_model::{
-    Catalog, GlobalModel, ItemInfo, MemberHistory, ModelConfig, ModelShape, Trainer, WeightedEvent,
+    Catalog, GlobalModel, ItemInfo, MemberHistory, ModelConfig, ModelShape, Trainer, UpdateLayout,
+    WeightedEvent,
 };
 use covey_protocol::dp::{self, DpPlan, Encoder, NoiseKind, PlanRequest};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -80,7 +81,7 @@ impl Case {
             })
             .collect();
         let history = MemberHistory::from_weighted(&events, &config.weights, 3_600_000);
-        let parameters = model.layout().len() as u32;
+        let parameters = UpdateLayout::of(model.layout()).len() as u32;
         let mut request = PlanRequest::new(200, parameters, 1.0, 1.0, [9; 32]);
         request.noise = NoiseKind::Skellam;
         request.max_dropout = 0.3;
@@ -97,14 +98,15 @@ impl Case {
         }
     }
 
+    /// Length of the upload (what DP and SecAgg+ process).
     fn parameters(&self) -> usize {
-        self.model.layout().len()
+        UpdateLayout::of(self.model.layout()).len()
     }
 
-    fn train(&self, rng: &mut ChaCha20Rng) -> Vec<f32> {
+    fn train(&self) -> Vec<f32> {
         let round = self
             .trainer
-            .local_round(&self.model, &self.history, rng)
+            .local_round(&self.model, &self.history)
             .expect("local round");
         round.delta.into_vec()
     }
@@ -115,7 +117,7 @@ impl Case {
 
     /// Train, encode, and run the client's stages 1–3 on the encoded input's length.
     fn total(&self, rng: &mut ChaCha20Rng) -> usize {
-        let delta = self.train(rng);
+        let delta = self.train();
         let encoded = self.encode(&delta, rng);
         debug_assert_eq!(encoded.len(), self.plan.vector_len());
         black_box(encoded);
@@ -131,13 +133,13 @@ fn bench_round(c: &mut Criterion) {
     let case = Case::new();
     let id = format!("p{}", case.parameters());
     let mut rng = ChaCha20Rng::seed_from_u64(11);
-    let delta = case.train(&mut rng);
+    let delta = case.train();
     let mut group = c.benchmark_group("device_round");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    group.bench_function(format!("train/{id}"), |b| b.iter(|| case.train(&mut rng)));
+    group.bench_function(format!("train/{id}"), |b| b.iter(|| case.train()));
     group.bench_function(format!("encode/{id}"), |b| {
         b.iter(|| case.encode(black_box(&delta), &mut rng))
     });
@@ -153,11 +155,11 @@ fn bench_round(c: &mut Criterion) {
 fn ratio_table(_: &mut Criterion) {
     let case = Case::new();
     let mut rng = ChaCha20Rng::seed_from_u64(12);
-    let delta = case.train(&mut rng);
+    let delta = case.train();
     let mut runs = Vec::new();
     for _ in 0..5 {
         let train = median_seconds(1, || {
-            black_box(case.train(&mut rng));
+            black_box(case.train());
         });
         let encode = median_seconds(1, || {
             black_box(case.encode(&delta, &mut rng));

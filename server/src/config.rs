@@ -11,7 +11,7 @@
 //! catalog = "items.csv" # item_id,category,price (minor units) or price_band[,available]
 //!
 //! [model.training]      # optional: covey_model::ModelConfig fields sent to devices
-//! local_epochs = 5
+//! unobserved_weight = 1.0
 //!
 //! [privacy]
 //! mechanism = "skellam" # or "discrete_gaussian", "central" (trusted server)
@@ -43,8 +43,8 @@
 //! max_per_day = 1
 //!
 //! [optimizer]
-//! kind = "fedadam"      # or "fedavg"
-//! learning_rate = 0.05
+//! kind = "fedavg"       # or "fedadam" (applied to the cohort's ALS-style item step)
+//! learning_rate = 1.0
 //! schedule = "linear"   # optional: "constant" (default), "linear" or "cosine" decay
 //! decay_rounds = 20     # completed rounds over which the rate falls (not for constant)
 //! final_fraction = 0.1  # the rate after them, as a fraction of learning_rate
@@ -52,7 +52,7 @@
 
 use std::path::Path;
 
-use covey_model::{Catalog, ModelConfig, ParamLayout};
+use covey_model::{Catalog, ModelConfig, ParamLayout, UpdateLayout};
 use covey_protocol::accounting::AccountantKind;
 use covey_protocol::dp::NoiseKind;
 use covey_protocol::secagg::{self, AdversaryClass, ThreatModel};
@@ -449,9 +449,14 @@ impl PopulationConfig {
             feature_rows: self.raw.model.feature_rows,
         }
     }
-    /// Length of every delta: [`ParamLayout::len`].
+    /// Number of model parameters: [`ParamLayout::len`].
     pub fn parameters(&self) -> usize {
         self.layout().len()
+    }
+    /// Length of every device upload (what SecAgg+ and the DP plan cover):
+    /// [`UpdateLayout::len`].
+    pub fn upload_len(&self) -> usize {
+        UpdateLayout::of(self.layout()).len()
     }
     /// The training settings devices use, with the population's shape and one thread.
     pub fn training(&self) -> ModelConfig {
@@ -581,20 +586,25 @@ fn validate_model(model: &ModelSection, catalog: &Catalog) -> Result<()> {
             )
         },
     )?;
-    let parameters = ParamLayout {
+    let layout = ParamLayout {
         items: catalog.len(),
         dim: model.dim,
         feature_rows: model.feature_rows,
-    }
-    .len();
-    check(parameters <= MAX_PARAMETERS, "model.catalog", || {
-        format!(
-            "{} items × dim + biases + feature rows = {parameters} parameters exceed the {} \
-             coordinates an upload may carry",
-            catalog.len(),
-            MAX_PARAMETERS
-        )
-    })?;
+    };
+    let (parameters, upload) = (layout.len(), UpdateLayout::of(layout).len());
+    check(
+        parameters.max(upload) <= MAX_PARAMETERS,
+        "model.catalog",
+        || {
+            format!(
+                "{} items: {parameters} parameters and uploads of {upload} values (items × \
+             (dim + 2) + two (dim + 1)-triangles) must stay within the {} coordinates an \
+             upload may carry",
+                catalog.len(),
+                MAX_PARAMETERS
+            )
+        },
+    )?;
     let training = &model.training;
     check(
         training.shape == covey_model::ModelShape::default() || training.shape == shape,
@@ -726,7 +736,7 @@ mod tests {
         assert_eq!(c.training().shape, c.model().shape());
         assert_eq!(c.training().threads, 1);
         assert_eq!(c.catalog().item(3).unwrap().category, "pastry");
-        assert_eq!(c.optimizer().kind, OptimizerKind::Fedadam);
+        assert_eq!(c.optimizer().kind, OptimizerKind::Fedavg);
         assert_eq!(c.deadlines().stage_ms(secagg::Stage::Unmask), 30_000);
     }
 
@@ -752,7 +762,11 @@ mod tests {
                 "feature_rows = 0",
                 "model.feature_rows",
             ),
-            ("local_epochs = 5", "local_epochs = 0", "model.training"),
+            (
+                "unobserved_weight = 1.0",
+                "unobserved_weight = 0.0",
+                "model.training",
+            ),
             (
                 "dim = 16\nfeature_rows = 64",
                 "dim = 128\nfeature_rows = 1048576",
@@ -784,23 +798,23 @@ mod tests {
                 "eligibility.max_per_day",
             ),
             (
-                "learning_rate = 0.05",
+                "learning_rate = 1.0",
                 "learning_rate = 0.0",
                 "optimizer.learning_rate",
             ),
             (
-                "learning_rate = 0.05",
-                "learning_rate = 0.05\nschedule = \"linear\"",
+                "learning_rate = 1.0",
+                "learning_rate = 1.0\nschedule = \"linear\"",
                 "optimizer.decay_rounds",
             ),
             (
-                "learning_rate = 0.05",
-                "learning_rate = 0.05\nfinal_fraction = 0.0",
+                "learning_rate = 1.0",
+                "learning_rate = 1.0\nfinal_fraction = 0.0",
                 "optimizer.final_fraction",
             ),
             (
-                "learning_rate = 0.05",
-                "learning_rate = 0.05\nfinal_fraction = 1.5",
+                "learning_rate = 1.0",
+                "learning_rate = 1.0\nfinal_fraction = 1.5",
                 "optimizer.final_fraction",
             ),
         ];
@@ -811,9 +825,9 @@ mod tests {
 
     #[test]
     fn a_learning_rate_schedule_is_read_and_kept() {
-        let decaying = "learning_rate = 0.05\nschedule = \"cosine\"\ndecay_rounds = 20\n\
+        let decaying = "learning_rate = 1.0\nschedule = \"cosine\"\ndecay_rounds = 20\n\
                         final_fraction = 0.25";
-        let c = with("learning_rate = 0.05", decaying).unwrap();
+        let c = with("learning_rate = 1.0", decaying).unwrap();
         let o = c.optimizer();
         assert_eq!(
             (o.schedule, o.decay_rounds, o.final_fraction),
@@ -826,8 +840,8 @@ mod tests {
         let plain = PopulationConfig::from_toml(EXAMPLE, example_catalog()).unwrap();
         assert_eq!(plain.optimizer().schedule, LrSchedule::Constant);
         let err = with(
-            "learning_rate = 0.05",
-            "learning_rate = 0.05\nschedule = \"step\"",
+            "learning_rate = 1.0",
+            "learning_rate = 1.0\nschedule = \"step\"",
         );
         assert!(err.unwrap_err().to_string().contains("step"));
     }
@@ -858,8 +872,8 @@ mod tests {
     #[test]
     fn training_shape_must_come_from_the_model_section() {
         let err = with(
-            "local_epochs = 5",
-            "local_epochs = 5\nshape = { dim = 3, feature_rows = 9 }",
+            "unobserved_weight = 1.0",
+            "unobserved_weight = 1.0\nshape = { dim = 3, feature_rows = 9 }",
         )
         .unwrap_err();
         assert_eq!(field_of(err), "model.training");

@@ -434,12 +434,20 @@ impl Driver {
         let mut model = GlobalModel::from_bytes(&base.params)?;
         let state = OptimizerState::decode(&base.optimizer_state)?;
         let started = Instant::now();
+        // The mean upload holds gradient and curvature sums; the model turns them into the
+        // cohort's item step, which the optimizer then applies like any pseudo-gradient.
+        let item_step = covey_model::cohort_step(
+            &model,
+            &decoded.mean,
+            f64::from(survivors),
+            &config.training(),
+        )?;
         let (next, next_state) = optimizer::step(
             config.optimizer(),
             round.base_version,
             model.params(),
             &state,
-            &decoded.mean,
+            &item_step,
         )?;
         model.set_params(next)?;
         model.set_version(round.base_version + 1);
@@ -502,9 +510,9 @@ pub fn plan_for(
     rotation_seed: [u8; 32],
 ) -> Result<DpPlan> {
     let p = config.privacy();
-    let dimension = u32::try_from(config.parameters()).map_err(|_| Error::Dimension {
+    let dimension = u32::try_from(config.upload_len()).map_err(|_| Error::Dimension {
         expected: dp::MAX_DIMENSION as usize,
-        got: config.parameters(),
+        got: config.upload_len(),
     })?;
     let mut request = PlanRequest::new(
         u32::try_from(cohort).unwrap_or(u32::MAX),

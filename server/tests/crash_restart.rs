@@ -104,7 +104,7 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 fn stall_a_round(devices: &[Device]) -> i64 {
     let cohort = run_cohort(devices, |_| {
         (
-            vec![0.01; common::SMALL_PARAMETERS],
+            common::upload(0.01),
             Behaviour::DropBefore(Stage::ShareKeys),
         )
     });
@@ -116,9 +116,7 @@ fn stall_a_round(devices: &[Device]) -> i64 {
 
 /// Devices join the open round and complete it. Returns the round id.
 fn complete_a_round(devices: &[Device]) -> i64 {
-    let cohort = run_cohort(devices, |_| {
-        (vec![0.03; common::SMALL_PARAMETERS], Behaviour::Complete)
-    });
+    let cohort = run_cohort(devices, |_| (common::upload(0.03), Behaviour::Complete));
     for stages in cohort.sent {
         assert_eq!(stages.last(), Some(&Stage::Unmask));
     }

@@ -196,7 +196,7 @@ fn advertise_keys_message(params: SessionParams, plan: &DpPlan, member: u32, see
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let values = Encoder::new(plan)
         .unwrap()
-        .encode(&[0.01; common::SMALL_PARAMETERS], &mut rng)
+        .encode(&common::upload(0.01), &mut rng)
         .unwrap()
         .values;
     let (_client, message) =

@@ -28,18 +28,15 @@ fn a_round_with_a_dropout_publishes_base_plus_mean_update_and_charges_the_ledger
     let server = TestServer::start("round", http_config(), true);
     let http = Http::new(&server.base);
     let devices: Vec<Device> = (0..5).map(|_| Device::register(&http, "round")).collect();
-    // Member i uploads 0.02·(i+1) in every coordinate; the last one vanishes before its
-    // masked input, so the sum holds members 0..4 and their mean is 0.05.
+    // Member i uploads 0.02·(i+1) in every gradient and curvature coordinate; the last one
+    // vanishes before its masked input, so the sum holds members 0..4 and their mean is 0.05.
     let cohort = run_cohort(&devices, |i| {
         let behaviour = if i == 4 {
             Behaviour::DropBefore(Stage::MaskedInput)
         } else {
             Behaviour::Complete
         };
-        (
-            vec![0.02 * (i as f32 + 1.0); common::SMALL_PARAMETERS],
-            behaviour,
-        )
+        (common::upload(0.02 * (i as f32 + 1.0)), behaviour)
     });
     let (round, sent) = (cohort.round, &cohort.sent);
     assert_eq!(sent[4], [Stage::AdvertiseKeys, Stage::ShareKeys]);
@@ -55,7 +52,7 @@ fn a_round_with_a_dropout_publishes_base_plus_mean_update_and_charges_the_ledger
         "the catalog travels with every version"
     );
     assert_eq!(v1.params().len(), common::SMALL_PARAMETERS);
-    let worst = common::worst_step_error(&v0, &v1, 0.05);
+    let worst = common::worst_step_error(&v0, &v1, &common::expected_step(&v0, 0.05, 4));
     assert!(worst < 0.01, "update off by {worst}");
 
     let store = server.service().store();
@@ -125,9 +122,7 @@ fn a_round_that_would_exceed_the_budget_is_refused() {
     );
     let http = Http::new(&server.base);
     let devices: Vec<Device> = (0..3).map(|_| Device::register(&http, "budget")).collect();
-    run_cohort(&devices, |_| {
-        (vec![0.01; common::SMALL_PARAMETERS], Behaviour::Complete)
-    });
+    run_cohort(&devices, |_| (common::upload(0.01), Behaviour::Complete));
     wait_for_version(&devices[0], 1);
 
     // The driver ticks every 20 ms; give it many chances to (wrongly) open a round.

@@ -54,7 +54,6 @@ pub fn population_toml(name: &str, dim: usize, cohort_min: usize, cohort_max: us
     raw.model.dim = dim;
     raw.model.feature_rows = 16;
     raw.model.catalog = "catalog.csv".to_owned();
-    raw.model.training.negatives = 16;
     raw.privacy.noise_multiplier = 0.5;
     raw.secagg.cohort_min = cohort_min;
     raw.secagg.cohort_max = cohort_max;

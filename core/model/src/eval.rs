@@ -27,6 +27,7 @@ use crate::model::GlobalModel;
 use crate::recommend::{score_all, top_k};
 use crate::solve::solve_user;
 use crate::train::Trainer;
+use crate::update::{UpdateLayout, cohort_step};
 
 /// Cut-off of every metric.
 pub const K: usize = 10;
@@ -38,7 +39,7 @@ pub struct EvalConfig {
     pub model: ModelConfig,
     /// Passes over all members in centralized training.
     pub epochs: usize,
-    /// Members whose updates are summed before each centralized step.
+    /// Members whose uploads are averaged into each centralized step (0 = all members).
     pub batch_members: usize,
     /// Leave each member's training items out of their ranking.
     pub exclude_train_items: bool,
@@ -48,8 +49,8 @@ impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
             model: ModelConfig::default(),
-            epochs: 10,
-            batch_members: 16,
+            epochs: 15,
+            batch_members: 0,
             exclude_train_items: true,
         }
     }
@@ -263,38 +264,43 @@ pub fn evaluate_popularity(split: &Split, items: usize) -> Metrics {
     sum.finish(items)
 }
 
-/// Trains the model centrally on every member's training history with the same local step
-/// the devices run: each step sums the sparse updates of `batch_members` members computed
-/// against the same model (a full-participation federated round without noise).
+/// Trains the model centrally on every member's training history with exactly the
+/// federated round: every member computes the upload a device would, the mean over
+/// `batch_members` members (0 = all, the default: every member in every step) goes through
+/// [`cohort_step`], `epochs` times. This is a full-participation federated run without
+/// clipping or noise: the reference federated training is measured against.
 pub fn train_centralized(
     dataset: &Dataset,
     split: &Split,
     config: &EvalConfig,
     rng: &mut (impl RngCore + Send),
 ) -> Result<GlobalModel> {
-    if config.epochs == 0 || config.batch_members == 0 {
-        return Err(crate::error::config(
-            "epochs/batch_members",
-            "must be positive",
-        ));
+    if config.epochs == 0 {
+        return Err(crate::error::config("epochs", "must be positive"));
     }
     let trainer = Trainer::new(config.model.clone())?;
     let mut model = GlobalModel::init(dataset.catalog.clone(), config.model.shape, rng)?;
     let active: Vec<usize> = (0..split.histories.len())
         .filter(|&m| !split.histories[m].is_empty())
         .collect();
+    let batch = match config.batch_members {
+        0 => active.len().max(1),
+        b => b,
+    };
     trainer.run(|| {
-        let layout = model.layout();
-        let mut acc = vec![0.0f32; layout.len()];
+        let layout = UpdateLayout::of(model.layout());
+        let mut mean = vec![0.0f32; layout.len()];
         for _ in 0..config.epochs {
             let order = shuffled(&active, rng);
-            for batch in order.chunks(config.batch_members) {
-                acc.iter_mut().for_each(|x| *x = 0.0);
-                for &m in batch {
-                    let (update, _, _) = trainer.sparse_round(&model, &split.histories[m], rng)?;
-                    update.add_into(&mut acc, layout, 1.0);
+            for members in order.chunks(batch) {
+                mean.iter_mut().for_each(|x| *x = 0.0);
+                let scale = 1.0 / members.len() as f32;
+                for &m in members {
+                    let (update, _) = trainer.member_update(&model, &split.histories[m])?;
+                    update.add_into(&mut mean, layout, scale);
                 }
-                model.apply_delta(&acc, 1.0)?;
+                let step = cohort_step(&model, &mean, members.len() as f64, &config.model)?;
+                model.apply_delta(&step, 1.0)?;
             }
         }
         Ok::<_, Error>(())

@@ -6,9 +6,11 @@
 //! - [`MemberHistory`]: loyalty events turned into per-item confidence ([`WeightConfig`]:
 //!   purchase > redemption > visit > offer click > view, recency decay, repeats add up).
 //! - [`solve_user`]: the private user vector in closed form (FedRecon; no state between rounds).
-//! - [`Trainer::local_round`]: candle Var + backprop on the member's items and sampled
-//!   negatives, on a bounded thread pool; returns a [`Delta`] as long as the whole parameter
-//!   vector whatever the history ([`ParamLayout`]).
+//! - [`Trainer::local_round`]: candle Var + backprop on the member's items, on a bounded
+//!   thread pool; returns a [`Delta`] (gradient and curvature statistics) as long as the
+//!   whole catalog requires whatever the history ([`UpdateLayout`]).
+//! - [`cohort_step`]: turns a cohort's mean upload into the next item table (an approximate
+//!   ALS half-step; the server and the centralized reference both use it).
 //! - [`Recommender`]: top-k with exclusions and explanations; the global ranking when the
 //!   member has not consented or has too little history ([`Basis`] says which).
 //! - [`generate_population`], [`Dataset::from_csv`], [`run_evaluation`], [`evaluate_model`]:
@@ -30,8 +32,11 @@
 //!     .collect();
 //! let history = MemberHistory::from_weighted(&events, &config.weights, 0);
 //!
-//! let round = Trainer::new(config.clone())?.local_round(&model, &history, &mut rng)?;
-//! assert_eq!(round.delta.len(), model.layout().len()); // always the whole table
+//! let round = Trainer::new(config.clone())?.local_round(&model, &history)?;
+//! assert_eq!(round.delta.len(), UpdateLayout::of(model.layout()).len()); // the whole catalog
+//! let step = cohort_step(&model, round.delta.as_slice(), 1.0, &config)?; // the server's part
+//! let mut model = model;
+//! model.apply_delta(&step, 1.0)?;
 //!
 //! let recs = Recommender::new(&model, Some(&history), &config)?.recommend(5, &RecommendFilter::default());
 //! assert_eq!(recs.basis, Basis::Personalized);
@@ -55,6 +60,7 @@ mod recommend;
 mod solve;
 mod synth;
 mod train;
+mod update;
 
 pub use catalog::{
     Catalog, ItemInfo, MAX_CATEGORY_LEN, MAX_ITEM_ID_LEN, MAX_ITEMS, PRICE_BANDS, price_band,
@@ -77,4 +83,5 @@ pub use solve::{UserSolve, solve_user};
 pub use synth::{
     SYNTHETIC_START_MS, SyntheticConfig, SyntheticPopulation, generate as generate_population,
 };
-pub use train::{Delta, LocalRound, Trainer, max_positives};
+pub use train::{Delta, LocalRound, Trainer};
+pub use update::{UpdateLayout, cohort_step};

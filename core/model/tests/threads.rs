@@ -17,8 +17,8 @@ fn threads() -> usize {
 #[test]
 fn training_uses_one_pool_thread_and_never_the_global_pool() {
     let before = threads();
-    // More history than one round trains on (it keeps the most confident items), so tensors
-    // would exceed candle's own-thread-pool threshold without the cap.
+    // A history whose tensors would exceed candle's own-thread-pool threshold if the round
+    // did not differentiate it in chunks.
     let catalog = Catalog::new(
         (0..3000)
             .map(|i| ItemInfo::new(format!("sku-{i}")))
@@ -32,7 +32,6 @@ fn training_uses_one_pool_thread_and_never_the_global_pool() {
     let model = GlobalModel::init(catalog, shape, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
     let config = ModelConfig {
         shape,
-        negatives: 150,
         ..ModelConfig::default()
     };
     let events: Vec<WeightedEvent> = (0..2500)
@@ -45,9 +44,7 @@ fn training_uses_one_pool_thread_and_never_the_global_pool() {
         .collect();
     let history = MemberHistory::from_weighted(&events, &config.weights, 0);
     let trainer = Trainer::new(config).unwrap();
-    trainer
-        .local_round(&model, &history, &mut ChaCha20Rng::seed_from_u64(2))
-        .unwrap();
+    trainer.local_round(&model, &history).unwrap();
     let names: Vec<String> = std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())

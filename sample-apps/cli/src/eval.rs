@@ -40,7 +40,7 @@ pub struct EvalArgs {
     /// Centralized training epochs.
     #[arg(long, default_value_t = 15)]
     epochs: usize,
-    /// Members whose updates are summed before each centralized step.
+    /// Members whose uploads are averaged into each centralized step (0 = all members).
     #[arg(long, default_value_t = EvalConfig::default().batch_members)]
     batch_members: usize,
     /// Training settings: a JSON object of `covey_model::ModelConfig` fields (missing ones

@@ -38,7 +38,7 @@ fn training_settings_file_is_applied_and_the_split_exported() {
     let log = dir.path().join("log.csv");
     write_log(&log);
     let training = dir.path().join("training.json");
-    std::fs::write(&training, r#"{"learning_rate": 0.01, "negatives": 8}"#).expect("write");
+    std::fs::write(&training, r#"{"unobserved_weight": 0.5, "l2_item": 0.1}"#).expect("write");
     let export = dir.path().join("split");
     let report = json(&covey_eval(&[
         "--interactions",
@@ -78,8 +78,8 @@ fn a_bad_training_file_is_refused_naming_the_file() {
     let log = dir.path().join("log.csv");
     write_log(&log);
     for (name, text) in [
-        ("unknown.json", r#"{"learning_rat": 0.01}"#),
-        ("invalid.json", r#"{"learning_rate": -1}"#),
+        ("unknown.json", r#"{"unobserved_weigt": 0.5}"#),
+        ("invalid.json", r#"{"unobserved_weight": -1}"#),
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write");
@@ -97,9 +97,12 @@ fn a_bad_training_file_is_refused_naming_the_file() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("covey eval:"), "{err}");
         if name == "unknown.json" {
-            assert!(err.contains(name) && err.contains("learning_rat"), "{err}");
+            assert!(
+                err.contains(name) && err.contains("unobserved_weigt"),
+                "{err}"
+            );
         } else {
-            assert!(err.contains("learning_rate"), "{err}");
+            assert!(err.contains("unobserved_weight"), "{err}");
         }
     }
 }

@@ -86,6 +86,35 @@ pub fn small_catalog() -> Catalog {
 /// Parameters of the small population's model: 20 items × 3 + 20 biases + 4 feature rows × 3.
 pub const SMALL_PARAMETERS: usize = 20 * 3 + 20 + 4 * 3;
 
+/// Length of the small population's uploads (`covey_model::UpdateLayout`): 20 items × (3 + 1)
+/// gradient values + 20 curvatures + the 4 × 4 Gramian's 10-value triangle.
+pub const SMALL_UPLOAD: usize = 20 * 4 + 20 + 10;
+
+/// A device upload for the small population: every gradient and curvature value `value`, the
+/// Gramian the identity (so a cohort's mean stays well conditioned under the round's noise).
+pub fn upload(value: f32) -> Vec<f32> {
+    let mut v = vec![value; SMALL_UPLOAD];
+    let triangle = &mut v[SMALL_UPLOAD - 10..];
+    let mut t = 0;
+    for i in 0..4 {
+        for j in i..4 {
+            triangle[t] = if i == j { 1.0 } else { 0.0 };
+            t += 1;
+        }
+    }
+    v
+}
+
+/// The parameter change a round must publish when `members` sent [`upload`]s whose mean is
+/// `upload(mean)`: the model's cohort step (FedAvg at rate 1 applies it whole).
+pub fn expected_step(before: &GlobalModel, mean: f32, members: usize) -> Vec<f32> {
+    let config = covey_model::ModelConfig {
+        shape: before.shape(),
+        ..covey_model::ModelConfig::default()
+    };
+    covey_model::cohort_step(before, &upload(mean), members as f64, &config).expect("step")
+}
+
 /// Writes `toml` as `pop.toml` and the small catalog next to it; returns the config path.
 pub fn write_config(dir: &std::path::Path, toml: &str) -> PathBuf {
     std::fs::write(dir.join("items.csv"), small_items_csv()).expect("write catalog");
@@ -95,7 +124,7 @@ pub fn write_config(dir: &std::path::Path, toml: &str) -> PathBuf {
 }
 
 /// A small population that runs quickly: [`SMALL_PARAMETERS`] parameters, cohorts of
-/// 3..=5, one-second check-in, FedAvg with rate 1 (the new model is base + mean update).
+/// 3..=5, one-second check-in, FedAvg with rate 1 (the new model is base + the cohort step).
 pub fn small_config(name: &str) -> String {
     config_with_budget(name, 1e6)
 }
@@ -188,12 +217,13 @@ impl Drop for TestServer {
 }
 
 /// The largest distance between `after - before` and `expected` over every parameter: how far
-/// a round's published update is from the mean the test's devices sent.
-pub fn worst_step_error(before: &GlobalModel, after: &GlobalModel, expected: f32) -> f32 {
+/// a round's published update is from the step the test's devices' mean upload implies.
+pub fn worst_step_error(before: &GlobalModel, after: &GlobalModel, expected: &[f32]) -> f32 {
     before
         .params()
         .iter()
         .zip(after.params())
-        .map(|(a, b)| (b - a - expected).abs())
+        .zip(expected)
+        .map(|((a, b), e)| (b - a - e).abs())
         .fold(0.0f32, f32::max)
 }

@@ -398,7 +398,7 @@ impl Device {
             self.clock.now_ms(),
         );
         let timer = Instant::now();
-        let local = Trainer::new(config)?.local_round(&model, &history, &mut rng)?;
+        let local = Trainer::new(config)?.local_round(&model, &history)?;
         cx.timings.train_ms = millis(timer.elapsed());
         self.record_training(cx.grant, Some(round_id), history.len() as u64)?;
 

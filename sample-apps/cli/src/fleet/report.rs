@@ -52,7 +52,7 @@ pub struct Settings {
     pub available_per_round: usize,
     /// Catalog items.
     pub items: usize,
-    /// Model parameters (length of every upload before encoding).
+    /// Length of every upload before encoding (`covey_model::UpdateLayout`).
     pub parameters: usize,
     /// Server optimizer and learning rate.
     pub optimizer: String,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use covey_model::{Catalog, ModelConfig, ParamLayout, write_catalog_csv};
+use covey_model::{Catalog, ModelConfig, ParamLayout, UpdateLayout, write_catalog_csv};
 use covey_protocol::dp::rotation::padded_len;
 use covey_protocol::secagg::{AdversaryClass, ThreatModel, params};
 use covey_server::ops::{self, Running, ServeOptions};
@@ -100,11 +100,11 @@ impl PopulationSpec {
     /// cost nothing; a device that drops out costs its stage's whole deadline.
     fn stage_deadlines(&self, items: usize) -> Result<StageDeadlines, FleetError> {
         let shape = &self.model.shape;
-        let parameters = ParamLayout {
+        let parameters = UpdateLayout::of(ParamLayout {
             items,
             dim: shape.dim,
             feature_rows: shape.feature_rows,
-        }
+        })
         .len();
         let threat = ThreatModel {
             adversarial_fraction: ADVERSARIAL_FRACTION,
@@ -136,15 +136,9 @@ impl PopulationSpec {
     fn to_toml(&self, population: &str, stages: &StageDeadlines) -> String {
         let m = &self.model;
         let training = format!(
-            "unobserved_weight = {}\nl2_user = {}\nl2_item = {}\nlearning_rate = {}\n\
-             local_epochs = {}\nnegatives = {}\nmin_history_items = {}\n",
-            m.unobserved_weight,
-            m.l2_user,
-            m.l2_item,
-            m.learning_rate,
-            m.local_epochs,
-            m.negatives,
-            m.min_history_items
+            "unobserved_weight = {}\nl2_user = {}\nl2_item = {}\nitem_step = {}\n\
+             min_history_items = {}\n",
+            m.unobserved_weight, m.l2_user, m.l2_item, m.item_step, m.min_history_items
         );
         format!(
             "[population]\nname = \"{population}\"\n\n\
