@@ -136,9 +136,9 @@ pub fn padded_len(dimension: usize) -> usize {
 /// length vector, in O(n log n). Callers fold the `1/√n` into their own scaling pass.
 ///
 /// Memory traffic, not arithmetic, bounds this transform, so it makes two sweeps over the
-/// vector instead of one per pass: seen as a `rows × block` matrix ([`Stages`]), the first
-/// stage transforms each contiguous block of [`BLOCK`] coordinates in L1 (all passes with
-/// half-width below `block`), the second gathers columns [`TILE_WIDTH`] wide into a
+/// vector instead of one per pass: seen as a `rows × block` matrix, the first stage
+/// transforms each contiguous block of 4096 coordinates in L1 (all passes with half-width
+/// below `block`), the second gathers columns (at least 16, one cache line, wide) into a
 /// contiguous tile, runs the remaining passes across its rows and writes it back.
 pub fn fwht<T>(values: &mut [T])
 where
