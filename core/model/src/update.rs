@@ -331,15 +331,12 @@ fn solve_ridged(a: &mut [f64], w: usize, ridge: f64, g: &[f64]) -> Result<Vec<f6
 
 /// Every item's `θ = [v; b]` (effective vector and bias), n × (d + 1), in f64.
 fn item_parameters(model: &GlobalModel) -> Vec<f64> {
-    let n = model.catalog().len();
     let d = model.shape().dim;
-    let bias = model.item_bias();
-    let mut out = Vec::with_capacity(n * (d + 1));
-    for row in 0..n {
-        if let Some(v) = model.item_vector(row as u32) {
-            out.extend(v.iter().map(|&x| f64::from(x)));
-        }
-        out.push(f64::from(bias[row]));
+    let vectors = model.derived().vectors.chunks_exact(d);
+    let mut out = Vec::with_capacity(model.catalog().len() * (d + 1));
+    for (v, b) in vectors.zip(model.item_bias()) {
+        out.extend(v.iter().map(|&x| f64::from(x)));
+        out.push(f64::from(*b));
     }
     out
 }
