@@ -5,6 +5,9 @@
 //!   masking together.
 //! - `secagg_floor/chacha20/k/m`: the raw ChaCha20 keystream for the same (k + 1) · m words
 //!   of mask: no masking scheme can expand its masks faster.
+//! - `secagg_floor/pairwise_keys/k`: the k X25519 agreements (and HKDFs) on the pairwise mask
+//!   keys that the masked-input stage must run besides masking: with a fast keystream this
+//!   fixed work, not the masking, is what separates the stage from the keystream floor.
 //! - `secagg_server/unmask/n1000_m100000/drop{0,10,30}`: the server's unmask stage (accept
 //!   the responses, reconstruct seeds, remove masks) for n = 1000, m = 100 000, with the
 //!   given fraction dropped after sharing keys (the costly case: their pairwise masks must
@@ -26,7 +29,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use covey_benches::{
-    ClientCase, keystream_floor, median_seconds, median_seconds_batched, peer_json_lines, session,
+    ClientCase, PairwiseKeys, keystream_floor, median_seconds, median_seconds_batched,
+    peer_json_lines, session,
 };
 use covey_protocol::secagg::graph::Graph;
 use covey_protocol::secagg::params::{self, AdversaryClass, ThreatModel};
@@ -120,6 +124,12 @@ fn bench_client(c: &mut Criterion) {
         floor.bench_function(format!("chacha20/{id}"), |b| {
             b.iter(|| keystream_floor(black_box((k + 1) * m)))
         });
+        if m == client_cases()[0].1 {
+            let keys = PairwiseKeys::new(k);
+            floor.bench_function(format!("pairwise_keys/k{k}"), |b| {
+                b.iter(|| keys.derive_all())
+            });
+        }
         floor.finish();
     }
 }
@@ -259,13 +269,14 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 }
 
 /// The ratio table BENCHMARKS.md quotes: five rounds per case, each measuring Flower and then
-/// ours, so both sides of a ratio see the same machine load; medians of the rounds.
+/// ours (each of our figures the median of three runs), so both sides of a ratio see the
+/// same machine load; medians of the rounds.
 fn ratio_table(_: &mut Criterion) {
     println!("\nSecAgg+ client, one member (medians of 5 interleaved rounds):");
     println!(
-        "| k | m | masked-input s | keystream floor s | masked/floor | all stages s | Flower masked s | Flower all s | Flower/ours (all) |"
+        "| k | m | masked-input s | keystream floor s | masked/floor | k pairwise keys s | masked/(floor+keys) | all stages s | Flower masked s | Flower all s | Flower/ours (all) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let with_peer = scale() != Scale::Test;
     if with_peer && flower_once(16, 1000).is_none() {
         eprintln!(
@@ -274,36 +285,40 @@ fn ratio_table(_: &mut Criterion) {
     }
     for (k, m) in client_cases() {
         let case = ClientCase::new(k, m);
+        let keys = PairwiseKeys::new(k);
         let (mut ours, mut peer) = (Vec::new(), Vec::new());
         for _ in 0..5 {
             if with_peer {
                 peer.extend(flower_once(k, m));
             }
             let masked = median_seconds_batched(
-                1,
+                3,
                 || case.ready(),
                 |mut client| {
                     black_box(client.handle(&case.bundle).expect("mask"));
                 },
             );
-            let floor = median_seconds(1, || {
+            let floor = median_seconds(3, || {
                 black_box(keystream_floor((k + 1) * m));
             });
-            let all = median_seconds(1, || {
+            let key_work = median_seconds(3, || {
+                black_box(keys.derive_all());
+            });
+            let all = median_seconds(3, || {
                 black_box(case.all_stages());
             });
-            ours.push((masked, floor, all));
+            ours.push([masked, floor, key_work, all]);
         }
-        let masked = median(ours.iter().map(|o| o.0).collect()).unwrap_or(f64::NAN);
-        let floor = median(ours.iter().map(|o| o.1).collect()).unwrap_or(f64::NAN);
-        let all = median(ours.iter().map(|o| o.2).collect()).unwrap_or(f64::NAN);
+        let column = |i: usize| median(ours.iter().map(|o| o[i]).collect()).unwrap_or(f64::NAN);
+        let (masked, floor, key_work, all) = (column(0), column(1), column(2), column(3));
         let peer_masked = median(peer.iter().map(|p| p.0).collect());
         let peer_all = median(peer.iter().map(|p| p.1).collect());
         let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
         let speedup = peer_all.map_or("n/a".into(), |pa| format!("{:.1}×", pa / all));
         println!(
-            "| {k} | {m} | {masked:.4} | {floor:.4} | {:.2}× | {all:.4} | {} | {} | {speedup} |",
+            "| {k} | {m} | {masked:.4} | {floor:.4} | {:.2}× | {key_work:.4} | {:.2}× | {all:.4} | {} | {} | {speedup} |",
             masked / floor,
+            masked / (floor + key_work),
             show(peer_masked),
             show(peer_all),
         );

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
+use covey_protocol::secagg::crypto::{AgreementKey, Purpose, derive_key};
 use covey_protocol::secagg::{
     Client, ClientMessage, MemberId, Server, ServerMessage, ServerStep, SessionId, SessionParams,
+    Stage,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -153,6 +155,45 @@ impl ClientCase {
     pub fn all_stages(&self) -> ClientMessage {
         let mut client = self.ready();
         client.handle(&self.bundle).expect("masked input")
+    }
+}
+
+/// The key work the masked-input stage does per neighbour besides masking, which no
+/// implementation of the protocol can skip: the X25519 agreement on the pairwise mask key
+/// and the HKDF that turns it into the mask seed. Keys are made outside the timed part.
+#[derive(Debug)]
+pub struct PairwiseKeys {
+    own: AgreementKey,
+    peers: Vec<[u8; 32]>,
+}
+
+impl PairwiseKeys {
+    /// One member's mask key and `k` neighbours' public keys.
+    pub fn new(k: usize) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        PairwiseKeys {
+            own: AgreementKey::generate(&mut rng),
+            peers: (0..k)
+                .map(|_| AgreementKey::generate(&mut rng).public())
+                .collect(),
+        }
+    }
+
+    /// All k agreements and seed derivations, as the masked-input stage runs them.
+    pub fn derive_all(&self) -> u8 {
+        let session = SessionId([0x42; 32]);
+        self.peers.iter().enumerate().fold(0, |acc, (i, peer)| {
+            let shared = self.own.agree(peer).expect("honest key");
+            let seed = derive_key(
+                &shared,
+                &session,
+                Purpose::PairwiseMask,
+                Stage::MaskedInput,
+                MemberId(0),
+                MemberId(i as u32 + 1),
+            );
+            acc ^ seed[0]
+        })
     }
 }
 

@@ -509,21 +509,52 @@ fn forged_shares_and_messages_are_rejected() {
         h.server.receive(&unsigned),
         Err(Error::BadSignature(_))
     ));
-    // A tampered ciphertext relayed to a member fails authentication there.
+    // A relayed ciphertext of the wrong length is refused at masked input.
     let mut h = Harness::new(10, false);
     h.step(&[]);
     let (&member, bundle) = h.inbox.iter().next().unwrap();
-    let mut tampered = bundle.clone();
-    if let ServerBody::ShareBundle(list) = &mut tampered.body {
-        let last = list[0].1.len() - 1;
-        list[0].1[last] ^= 0x80;
+    let mut truncated = bundle.clone();
+    if let ServerBody::ShareBundle(list) = &mut truncated.body {
+        list[0].1.pop();
     }
     let client = h.clients.get_mut(&member).unwrap();
-    assert_eq!(client.handle(&tampered), Err(Error::ShareDecryption));
+    assert!(matches!(client.handle(&truncated), Err(Error::Protocol(_))));
     assert!(
         client.handle(bundle).is_ok(),
         "a rejected message leaves the client unchanged"
     );
+}
+
+#[test]
+fn a_tampered_relayed_share_is_caught_at_unmask_and_the_others_still_sum() {
+    let mut h = Harness::new(10, false);
+    h.step(&[]);
+    // The server flips a bit of one ciphertext it relays to the victim. Shares stay sealed
+    // until unmask, so the victim masks and uploads as usual.
+    let victim = *h.inbox.keys().next().unwrap();
+    if let ServerBody::ShareBundle(list) = &mut h.inbox.get_mut(&victim).unwrap().body {
+        let last = list[0].1.len() - 1;
+        list[0].1[last] ^= 0x80;
+    }
+    assert!(h.step(&[]).is_none());
+    let inbox = std::mem::take(&mut h.inbox);
+    for (member, request) in inbox {
+        let client = h.clients.get_mut(&member).unwrap();
+        if member == victim {
+            // Every needed share is opened before any is released: the forged one refuses
+            // the whole request, and the client stays where it was (nothing was revealed).
+            assert_eq!(client.handle(&request), Err(Error::ShareDecryption));
+            assert_eq!(client.handle(&request), Err(Error::ShareDecryption));
+            assert!(!client.is_done());
+            continue;
+        }
+        let reply = client.handle(&request).unwrap();
+        h.server.receive(&reply).unwrap();
+    }
+    // The victim's masked input is in the sum; its neighbours' shares still reach t.
+    let aggregate = h.close().unwrap();
+    assert_eq!(aggregate.sum, vec![(0..10).sum::<u32>(); 10]);
+    assert_eq!(aggregate.survivors.len(), 10);
 }
 
 #[test]

@@ -14,8 +14,9 @@ use super::graph::Graph;
 use super::prg::{self, Seed, Sign};
 use super::shamir::{self, SHARE_BYTES, Share};
 use super::wire::{
-    AdvertisedKeys, ClientBody, ClientMessage, DirectoryEntry, SHARE_PLAINTEXT_BYTES, ServerBody,
-    ServerMessage, SessionParams, signature_payload, survivor_list_bytes,
+    AdvertisedKeys, CIPHERTEXT_BYTES, ClientBody, ClientMessage, DirectoryEntry,
+    SHARE_PLAINTEXT_BYTES, ServerBody, ServerMessage, SessionParams, signature_payload,
+    survivor_list_bytes,
 };
 use super::{MemberId, Stage, b_commitment, pairwise_seed, pairwise_sign, share_aad, value_mask};
 
@@ -70,11 +71,23 @@ struct Peer {
     inbound: Zeroizing<[u8; 32]>,
 }
 
-/// The shares a neighbour entrusted to this member.
+/// The share pair a neighbour entrusted to this member, still sealed as the server relayed
+/// it. As in Bonawitz et al. 2017 (round 4) it is opened only at unmask, and then only the
+/// one share the server's request calls for leaves the plaintext; the masked-input stage
+/// does no decryption at all. The key is wiped on drop.
 struct HeldShares {
     owner: MemberId,
-    b: Share,
-    s: Share,
+    key: Zeroizing<[u8; 32]>,
+    ciphertext: Vec<u8>,
+}
+
+/// Which of a peer's two shares an unmask response carries.
+#[derive(Clone, Copy)]
+enum Secret {
+    /// The self-mask seed b (the peer survived).
+    SelfMask,
+    /// The mask key s (the peer dropped).
+    MaskKey,
 }
 
 impl Client {
@@ -278,7 +291,7 @@ impl Client {
         ))
     }
 
-    /// Stage 3: decrypt the shares held for neighbours and mask the input.
+    /// Stage 3: keep the neighbours' sealed shares for unmask and mask the input.
     fn masked_input(
         &self,
         peers: &BTreeMap<usize, Peer>,
@@ -295,9 +308,14 @@ impl Client {
             if held.iter().any(|h| h.owner == *sender) {
                 return Err(Error::Protocol("two share bundles from one member"));
             }
-            let aad = share_aad(session, *sender, self.id);
-            let plaintext = crypto::open(&peer.inbound, &aad, ciphertext)?;
-            held.push(self.parse_shares(*sender, &plaintext)?);
+            if ciphertext.len() != CIPHERTEXT_BYTES {
+                return Err(Error::Protocol("share ciphertext has the wrong length"));
+            }
+            held.push(HeldShares {
+                owner: *sender,
+                key: peer.inbound.clone(),
+                ciphertext: ciphertext.clone(),
+            });
             let seed = pairwise_seed(
                 &*self.s_key.agree(&peer.keys.s_public)?,
                 session,
@@ -345,6 +363,8 @@ impl Client {
     }
 
     /// Stage 5: for each neighbour that shared, its b-share if it survived, else its s-share.
+    /// Every needed ciphertext is opened before anything is released, so a share that fails
+    /// to open refuses the whole request ([`Error::ShareDecryption`]) and reveals nothing.
     fn unmask(
         &self,
         held: &[HeldShares],
@@ -366,27 +386,37 @@ impl Client {
         for h in held {
             // One list or the other, decided by a single lookup: never both for one owner.
             if survivors.binary_search(&h.owner).is_ok() {
-                b_shares.push((h.owner, h.b.to_bytes()));
+                b_shares.push((h.owner, self.open_share(h, Secret::SelfMask)?));
             } else {
-                s_shares.push((h.owner, h.s.to_bytes()));
+                s_shares.push((h.owner, self.open_share(h, Secret::MaskKey)?));
             }
         }
         Ok(ClientBody::UnmaskShares { b_shares, s_shares })
     }
 
-    fn parse_shares(&self, sender: MemberId, plaintext: &[u8]) -> Result<HeldShares> {
+    /// Opens a held share pair and returns only the `which` share; the plaintext holding
+    /// both is wiped on return.
+    fn open_share(&self, held: &HeldShares, which: Secret) -> Result<[u8; SHARE_BYTES]> {
+        let aad = share_aad(&self.params.session_id, held.owner, self.id);
+        let plaintext = crypto::open(&held.key, &aad, &held.ciphertext)?;
         if plaintext.len() != SHARE_PLAINTEXT_BYTES
-            || plaintext[..4] != sender.0.to_le_bytes()
+            || plaintext[..4] != held.owner.0.to_le_bytes()
             || plaintext[4..8] != self.id.0.to_le_bytes()
         {
             return Err(Error::Protocol("share plaintext names the wrong members"));
         }
-        let x = self.id.share_point();
-        Ok(HeldShares {
-            owner: sender,
-            b: Share::from_bytes(x, &plaintext[8..8 + SHARE_BYTES])?,
-            s: Share::from_bytes(x, &plaintext[8 + SHARE_BYTES..])?,
-        })
+        let offset = match which {
+            Secret::SelfMask => 8,
+            Secret::MaskKey => 8 + SHARE_BYTES,
+        };
+        // Parsing checks the share is a canonical field element before it is released.
+        let mut share = Share::from_bytes(
+            self.id.share_point(),
+            &plaintext[offset..offset + SHARE_BYTES],
+        )?;
+        let bytes = share.to_bytes();
+        share.zeroize();
+        Ok(bytes)
     }
 
     fn neighbour_position(&self, member: MemberId) -> Result<usize> {
