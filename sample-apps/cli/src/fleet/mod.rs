@@ -48,6 +48,8 @@ const NO_DP_NOISE: f64 = 5e-5;
 /// (seed 1) peaked at round 6 and fell to 57 % of centralized by round 10; at σ = 0.1
 /// (seed 5) and 0.03 (seed 1) it held 103 % and 94 %.
 const NO_DP_CLIP: f64 = 2e3;
+/// Item ridge per cohort member with a DP target (see [`item_ridge`]).
+const DP_RIDGE_PER_MEMBER: f32 = 0.05;
 /// Largest cohort a default run picks.
 const DEFAULT_MAX_COHORT: usize = 1000;
 
@@ -226,6 +228,22 @@ fn check_args(args: &FleetArgs) -> Result<(), FleetError> {
     Ok(())
 }
 
+/// The item ridge of the run's objective (devices, server and centralized reference alike).
+/// With a DP target it grows with the cohort: the cohort step's ridge on the mean upload is
+/// `l2_item / cohort`, and it must dominate the noise that the step divides by the cohort's
+/// curvature. Measured (`--devices 10000 --rounds 5 --items 1000 --epsilon 8 --cohort 1000`):
+/// the default 0.05 in all gave NDCG@10 1.38× popularity, 0.05 per cohort member 2.48×, 0.2
+/// per member 2.45×; the centralized reference moved from 0.220 to 0.219.
+fn item_ridge(args: &FleetArgs) -> f32 {
+    match args.epsilon {
+        Some(_) => {
+            let cohort = args.cohort.unwrap_or(args.devices.min(DEFAULT_MAX_COHORT));
+            DP_RIDGE_PER_MEMBER * cohort as f32
+        }
+        None => ModelConfig::default().l2_item,
+    }
+}
+
 /// The whole simulation.
 fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
     check_args(args)?;
@@ -236,6 +254,7 @@ fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
                 dim: args.dim,
                 feature_rows: args.feature_rows,
             },
+            l2_item: item_ridge(args),
             ..ModelConfig::default()
         },
         epochs: args.epochs,
