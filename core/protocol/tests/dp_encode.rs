@@ -183,6 +183,48 @@ fn clipping_bounds_one_members_influence() {
 }
 
 #[test]
+fn a_binding_clip_at_a_fine_32_bit_scale_still_rounds_within_the_bound() {
+    // Almost no noise lets a 32-bit plan pick a fine scale, so the clipped norm c is up to
+    // 10^9 integer units while conditional rounding's slack over c is about half a unit: the
+    // f32 rotation's error must not be allowed to lift the scaled norm above c, or every
+    // rounding attempt fails (it did, at c = 6.5e8: RoundingFailed after 64 attempts).
+    let cases = [
+        (1_000, 0.5, 100),
+        (100_000, 0.5, 100),
+        (102_561, 0.5, 200),
+        (102_561, 2000.0, 1000),
+    ];
+    let (mut encodes, mut attempts) = (0, 0);
+    for (case, (dimension, clip, cohort)) in cases.into_iter().enumerate() {
+        let mut request = PlanRequest::new(cohort, dimension, clip, 5e-5, [7; 32]);
+        request.bits = Some(32);
+        request.max_dropout = 0.3;
+        let plan = choose_plan(&request).unwrap();
+        assert!(
+            plan.scale * plan.clip > 1e8,
+            "case {case}: not a fine scale"
+        );
+        let encoder = Encoder::new(&plan).unwrap();
+        let mut r = rng(case as u64);
+        // Clipped by factors from 1.01 to 64, with a few dominant coordinates.
+        for i in 0..12 {
+            let norm = clip * (1.01 + 0.3 * f64::from(i)).powi(3);
+            let mut big = update(dimension as usize, norm, &mut r);
+            big[7] = (norm * 3.0) as f32;
+            let encoded = encoder.encode(&big, &mut r).expect("encodes");
+            assert!(encoded.clipped);
+            encodes += 1;
+            attempts += encoded.rounding_attempts;
+        }
+    }
+    // Each attempt is accepted with probability well above 1 − β, in practice at once.
+    assert!(
+        attempts <= encodes + encodes / 4,
+        "{attempts} attempts for {encodes} encodes"
+    );
+}
+
+#[test]
 fn rotation_is_exactly_invertible() {
     let n = padded_len(3_000);
     assert_eq!(n, 4_096);
