@@ -15,7 +15,9 @@
 //! 3. **Masked input**: input + PRG(b) ± PRG(s_uv) for every neighbour that shared, mod 2^B.
 //! 4. **Consistency check** (signed sessions only): survivors sign the survivor list.
 //! 5. **Unmask**: for each neighbour, the b-share if it survived or the s-share if it
-//!    dropped — never both — and the server removes the remaining masks.
+//!    dropped — never both — and the server removes the remaining masks. The relayed share
+//!    ciphertexts stay sealed until here (Bonawitz et al., round 4): the member opens each
+//!    pair only now and releases only the share the request calls for.
 //!
 //! Interface with the DP encoder: inputs are `&[u32]`, every value < 2^bits, bits in
 //! 1..=32, the same length m for the whole cohort; extra coordinates (such as the adaptive
