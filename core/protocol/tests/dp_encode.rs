@@ -9,8 +9,8 @@ use covey_protocol::dp::noise::uniform;
 use covey_protocol::dp::rotation::{Signs, fwht, padded_len};
 use covey_protocol::dp::rounding::round_conditionally;
 use covey_protocol::dp::{
-    AdaptiveClipping, Decoder, DpPlan, Encoder, Error, NoiseKind, PLAN_VERSION, PlanRequest,
-    TrustModel, choose_plan, l2_norm, rounded_norm_bound,
+    AdaptiveClipping, Decoder, DpPlan, Encoder, Error, NoiseKind, NoiseSampling, PLAN_VERSION,
+    PlanRequest, TrustModel, choose_plan, l2_norm, rounded_norm_bound,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -429,5 +429,96 @@ fn noise_too_wide_for_a_table_uses_the_exact_samplers() {
             mse > 0.2 * predicted && mse < 2.5 * predicted,
             "{kind:?}: mse {mse:e} predicted {predicted:e}"
         );
+    }
+}
+
+/// The device-side participation plan of `benches/benches/participate.rs`: a cohort of 200
+/// with a 30 % dropout allowance at 20 bits, z = 1, over the recommender's 102 561-value
+/// upload.
+fn participation_plan() -> DpPlan {
+    let mut request = PlanRequest::new(200, 102_561, 1.0, 1.0, [9; 32]);
+    request.noise = NoiseKind::Skellam;
+    request.max_dropout = 0.3;
+    request.bits = Some(20);
+    choose_plan(&request).unwrap()
+}
+
+#[test]
+fn a_wide_skellam_share_is_a_sum_of_table_draws_with_the_planned_variance() {
+    let plan = participation_plan();
+    let covey_protocol::dp::NoiseShare::Skellam { local_mu } = plan.noise else {
+        panic!("{:?}", plan.noise)
+    };
+    assert!((local_mu - 15_728_787.6).abs() < 1.0, "μ = {local_mu}");
+    let encoder = Encoder::new(&plan).unwrap();
+    // sd 5 609: too wide for one 2^16-entry table, three draws of Skellam(μ/3) fit.
+    assert_eq!(
+        encoder.noise_sampling(),
+        NoiseSampling::TableSum { draws: 3 }
+    );
+    // A zero update rounds to zero, so every value is the member's noise share mod 2^20.
+    let encoded = encoder.encode(&vec![0.0; 102_561], &mut rng(20)).unwrap();
+    let half = 1i64 << 19;
+    let noise: Vec<f64> = encoded
+        .values
+        .iter()
+        .map(|&v| {
+            let v = i64::from(v);
+            (if v >= half { v - 2 * half } else { v }) as f64
+        })
+        .collect();
+    let n = noise.len() as f64;
+    let mean = noise.iter().sum::<f64>() / n;
+    let var = noise.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let planned = 2.0 * local_mu;
+    assert!(mean.abs() < 4.5 * (planned / n).sqrt(), "mean {mean}");
+    assert!(
+        (var - planned).abs() < 4.5 * planned * (2.0 / n).sqrt(),
+        "variance {var} vs {planned}"
+    );
+    // Same seed, same share: the draws come from the seeded keystream.
+    let again = encoder.encode(&vec![0.0; 102_561], &mut rng(20)).unwrap();
+    assert_eq!(again, encoded);
+}
+
+#[test]
+fn summed_table_noise_decodes_within_the_predicted_error() {
+    // Four members with a per-member share too wide for one table (z = 40): the decoded
+    // mean carries exactly the noise the plan promised, as with the single-table path.
+    let (members, dimension) = (4u32, 4_000usize);
+    let mut r = rng(21);
+    let updates: Vec<Vec<f32>> = (0..members)
+        .map(|_| update(dimension, 0.9, &mut r))
+        .collect();
+    let mut request = PlanRequest::new(members, dimension as u32, 1.0, 40.0, [11; 32]);
+    request.noise = NoiseKind::Skellam;
+    let plan = choose_plan(&request).unwrap();
+    let sampling = Encoder::new(&plan).unwrap().noise_sampling();
+    assert!(
+        matches!(sampling, NoiseSampling::TableSum { draws } if draws >= 2),
+        "{sampling:?}"
+    );
+    let (mse, decoded) = round_error(&plan, &updates, 22);
+    let noise = decoded.noise_stddev.powi(2);
+    let predicted = decoded.error_stddev().powi(2);
+    assert!(
+        mse >= 0.9 * noise && mse <= 1.1 * predicted,
+        "mse {mse:e}, noise {noise:e}, predicted {predicted:e}"
+    );
+}
+
+#[test]
+fn noise_beyond_a_short_table_sum_takes_the_exact_samplers() {
+    // Skellam wider than 16 table draws, and any discrete Gaussian too wide for one table.
+    for (kind, z) in [
+        (NoiseKind::Skellam, 4_000.0),
+        (NoiseKind::DiscreteGaussian, 400.0),
+    ] {
+        let mut request = PlanRequest::new(2, 16, 1.0, z, [10; 32]);
+        request.noise = kind;
+        request.max_dropout = 0.5;
+        let plan = choose_plan(&request).unwrap();
+        let encoder = Encoder::new(&plan).unwrap();
+        assert_eq!(encoder.noise_sampling(), NoiseSampling::Exact, "{kind:?}");
     }
 }

@@ -4,8 +4,8 @@
 //! and one test checks that the chi-square test does reject a slightly wrong distribution.
 
 use covey_protocol::dp::noise::{
-    AliasTable, NoiseDistribution, discrete_gaussian, discrete_gaussian_pmf, gaussian, poisson,
-    skellam_pmf,
+    AliasTable, NoiseDistribution, SummedAliasTable, discrete_gaussian, discrete_gaussian_pmf,
+    gaussian, poisson, skellam_pmf,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -208,6 +208,76 @@ fn alias_tables_sample_the_exact_pmfs() {
             "{dist:?}: χ²={stat} df={df}"
         );
     }
+}
+
+#[test]
+fn summed_alias_tables_sample_the_exact_wide_skellam_pmf() {
+    // Shares too wide for one 2^16-entry table: 2 and 3 draws (the second is the 20-bit
+    // participation plan's share, cohort 200, 30 % dropout allowance, z = 1).
+    for (mu, draws, seed) in [(1.0e7, 2, 12), (15_728_787.6, 3, 13)] {
+        let dist = NoiseDistribution::Skellam { mu };
+        assert!(AliasTable::new(dist).is_err(), "μ = {mu} fits one table");
+        let summed = SummedAliasTable::new(dist).unwrap();
+        assert_eq!(summed.draws(), draws, "μ = {mu}");
+        let mut r = rng(seed);
+        let samples: Vec<i64> = (0..DRAWS).map(|_| summed.sample(&mut r)).collect();
+        assert_moments(&samples, 0.0, 2.0 * mu, "summed alias");
+        let sd = dist.stddev();
+        let pmf = skellam_pmf(mu, (20.0 * sd) as usize + 50);
+        let hi = (4.0 * sd).ceil() as i64;
+        let (stat, df) = chi_square(&samples, symmetric(pmf.clone()), -hi, hi);
+        assert!(
+            stat < chi_square_critical(df),
+            "μ = {mu}: χ²={stat} df={df}"
+        );
+        assert_tail(&samples, &pmf, (2.5 * sd) as usize);
+    }
+}
+
+#[test]
+fn chi_square_rejects_a_sum_of_one_draw_too_few() {
+    // The same table summed once less: variance 2μ·(j − 1)/j, which the test must catch.
+    let mu = 15_728_787.6;
+    let summed = SummedAliasTable::new(NoiseDistribution::Skellam { mu }).unwrap();
+    let mut r = rng(14);
+    let samples: Vec<i64> = (0..DRAWS)
+        .map(|_| {
+            (1..summed.draws())
+                .map(|_| summed.table().sample(r.next_u64()))
+                .sum()
+        })
+        .collect();
+    let sd = (2.0 * mu).sqrt();
+    let hi = (4.0 * sd).ceil() as i64;
+    let pmf = skellam_pmf(mu, (20.0 * sd) as usize + 50);
+    let (stat, df) = chi_square(&samples, symmetric(pmf), -hi, hi);
+    assert!(
+        stat > chi_square_critical(df),
+        "χ²={stat} df={df} should reject"
+    );
+}
+
+#[test]
+fn summed_tables_take_the_fewest_draws_and_refuse_what_they_cannot_draw() {
+    // One table when it fits; otherwise the smallest j whose Skellam(μ/j) table fits.
+    let narrow = SummedAliasTable::new(NoiseDistribution::Skellam { mu: 148_014.0 }).unwrap();
+    assert_eq!(narrow.draws(), 1);
+    for mu in [7.0e6, 3.0e7, 6.0e7] {
+        let draws = SummedAliasTable::new(NoiseDistribution::Skellam { mu })
+            .unwrap()
+            .draws();
+        assert!(draws >= 2, "μ = {mu}");
+        let fewer = NoiseDistribution::Skellam {
+            mu: mu / f64::from(draws - 1),
+        };
+        assert!(AliasTable::new(fewer).is_err(), "μ = {mu}: {draws} draws");
+    }
+    // Beyond MAX_SUMMED_DRAWS (16) draws the exact sampler is faster: refused.
+    let widest = NoiseDistribution::Skellam { mu: 1.0e8 };
+    assert!(SummedAliasTable::new(widest).is_err());
+    // The discrete Gaussian is not closed under convolution.
+    let gaussian = NoiseDistribution::DiscreteGaussian { sigma: 5.0 };
+    assert!(SummedAliasTable::new(gaussian).is_err());
 }
 
 #[test]

@@ -5,7 +5,7 @@ use rand_core::{CryptoRng, RngCore};
 use super::clip::{clip_factor, finite_norm, sum_of_squares};
 use super::coins::Coins;
 use super::error::{Error, Result};
-use super::noise::{AliasTable, HEAD_BYTES, NoiseDistribution};
+use super::noise::{AliasTable, HEAD_BYTES, NoiseDistribution, SummedAliasTable};
 use super::plan::{DpPlan, NoiseShare};
 use super::rotation::{Signs, Stages, copy_row, transform_block};
 use super::rounding::{BATCH, COIN_BYTES, MAX_ATTEMPTS, exact_norm_sq, round_batch, within_bound};
@@ -95,8 +95,27 @@ enum Sampler {
     None,
     /// The fast path: one alias-table lookup per coordinate.
     Table(AliasTable),
-    /// Noise too wide for a table: the exact samplers, one draw at a time.
+    /// Skellam too wide for one table: a few lookups per coordinate in a narrower one.
+    TableSum(SummedAliasTable),
+    /// Noise too wide for a table or a short sum of table draws: the exact samplers, one
+    /// draw at a time.
     Exact(NoiseDistribution),
+}
+
+/// How an [`Encoder`] draws each coordinate's noise share ([`Encoder::noise_sampling`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoiseSampling {
+    /// Central mode: members add no noise.
+    None,
+    /// One alias-table draw per coordinate.
+    Table,
+    /// The sum of `draws` alias-table draws per coordinate ([`SummedAliasTable`]).
+    TableSum {
+        /// Table draws per coordinate.
+        draws: u32,
+    },
+    /// The exact samplers (Poisson PTRS, CKS discrete Gaussian) per coordinate.
+    Exact,
 }
 
 /// Encodes members' updates for one round's [`DpPlan`]. Build once per round (it derives the
@@ -122,6 +141,12 @@ impl Encoder {
         };
         let sampler = match distribution {
             None => Sampler::None,
+            // Skellam: the fewest table draws that fit (one table when it does).
+            Some(d @ NoiseDistribution::Skellam { .. }) => match SummedAliasTable::new(d) {
+                Ok(sum) if sum.draws() == 1 => Sampler::Table(sum.into_table()),
+                Ok(sum) => Sampler::TableSum(sum),
+                Err(_) => Sampler::Exact(d),
+            },
             Some(d) => AliasTable::new(d).map_or(Sampler::Exact(d), Sampler::Table),
         };
         let bound = plan.l2_bound();
@@ -136,6 +161,16 @@ impl Encoder {
     /// The plan this encoder follows.
     pub fn plan(&self) -> &DpPlan {
         &self.plan
+    }
+
+    /// How this encoder draws the plan's noise share (decided by its width).
+    pub fn noise_sampling(&self) -> NoiseSampling {
+        match &self.sampler {
+            Sampler::None => NoiseSampling::None,
+            Sampler::Table(_) => NoiseSampling::Table,
+            Sampler::TableSum(sum) => NoiseSampling::TableSum { draws: sum.draws() },
+            Sampler::Exact(_) => NoiseSampling::Exact,
+        }
     }
 
     /// Encodes one update of [`DpPlan::dimension`] coordinates: L2-clip to `C`, rotate,
@@ -320,9 +355,10 @@ impl Encoder {
     }
 
     /// Adds this member's noise share to every coordinate of `values` and wraps into
-    /// Z_{2^bits}, in one pass (the sum is mod 2^32 before the mask). Table draws come from
-    /// `coins` through `heads` (at least [`HEAD_BYTES`]` · `[`BATCH`] bytes); the exact
-    /// samplers (noise too wide for a table) from the caller's `rng`.
+    /// Z_{2^bits} (the sum is mod 2^32 before the mask). Table draws come from `coins`
+    /// through `heads` (at least [`HEAD_BYTES`]` · `[`BATCH`] bytes), one pass per summed
+    /// draw over each batch while it is in L1; the exact samplers (noise too wide for a
+    /// table) from the caller's `rng`.
     fn add_noise_and_wrap<R: RngCore + CryptoRng + ?Sized>(
         &self,
         values: &mut [u32],
@@ -333,12 +369,9 @@ impl Encoder {
         let mask = value_mask(self.plan.bits);
         match &self.sampler {
             Sampler::None => values.iter_mut().for_each(|v| *v &= mask),
-            Sampler::Table(table) => {
-                for chunk in values.chunks_mut(BATCH) {
-                    let heads = &mut heads[..HEAD_BYTES * chunk.len()];
-                    coins.bulk.fill(heads)?;
-                    table.add_draws(chunk, heads, mask, &mut coins.tails)?;
-                }
+            Sampler::Table(table) => add_table_draws(table, 1, values, heads, mask, coins)?,
+            Sampler::TableSum(sum) => {
+                add_table_draws(sum.table(), sum.draws(), values, heads, mask, coins)?
             }
             Sampler::Exact(distribution) => {
                 for v in values.iter_mut() {
@@ -348,6 +381,26 @@ impl Encoder {
         }
         Ok(())
     }
+}
+
+/// Adds `draws` draws of `table` to each of `values` and wraps with `mask`, batch by batch:
+/// each draw's heads are one whole-KiB bulk read (see [`Coins`]).
+fn add_table_draws(
+    table: &AliasTable,
+    draws: u32,
+    values: &mut [u32],
+    heads: &mut [u8],
+    mask: u32,
+    coins: &mut Coins,
+) -> Result<()> {
+    for chunk in values.chunks_mut(BATCH) {
+        let heads = &mut heads[..HEAD_BYTES * chunk.len()];
+        for _ in 0..draws {
+            coins.bulk.fill(heads)?;
+            table.add_draws(chunk, heads, mask, &mut coins.tails)?;
+        }
+    }
+    Ok(())
 }
 
 /// 2^bits − 1 as a word mask (bits in 1..=32).

@@ -42,7 +42,7 @@ pub mod rounding;
 
 pub use clip::{AdaptiveClipping, clip_l2, l2_norm};
 pub use decode::{ClipEstimate, DecodedUpdate, Decoder};
-pub use encode::{EncodeScratch, EncodedUpdate, Encoder};
+pub use encode::{EncodeScratch, EncodedUpdate, Encoder, NoiseSampling};
 pub use error::{Error, Result};
 pub use plan::{
     ClipIndicator, DEFAULT_MAX_INFLATION, DEFAULT_OVERFLOW_SIGMAS, DpPlan, MAX_BITS, MAX_COHORT,
