@@ -270,21 +270,25 @@ impl NoiseDistribution {
         }
     }
 
-    /// The one-sided support `K` the alias table keeps: the smallest `K` whose two-sided
-    /// tail mass beyond ±K is below [`TAIL_MASS`].
-    fn table_radius(&self) -> usize {
+    /// The one-sided support `K` the alias table keeps — the smallest `K` whose two-sided
+    /// tail mass beyond ±K is below [`TAIL_MASS`] — and the pmf on `0..=K` (computed once:
+    /// at the widest tables it is most of the table's build time).
+    fn table_support(&self) -> (usize, Vec<f64>) {
         // Both tails are at most Gaussian-like plus a Poisson correction for small μ; 12σ +
         // 40 always covers the cut, and the pmf itself decides the exact radius.
         let bound = (12.0 * self.stddev()) as usize + 40;
-        let pmf = self.pmf(bound + 1);
+        let mut pmf = self.pmf(bound + 1);
         let mut tail = 0.0;
+        let mut radius = 0;
         for k in (1..=bound).rev() {
             tail += 2.0 * pmf[k];
             if tail > TAIL_MASS {
-                return k;
+                radius = k;
+                break;
             }
         }
-        0
+        pmf.truncate(radius + 1);
+        (radius, pmf)
     }
 }
 
@@ -314,7 +318,7 @@ impl AliasTable {
     /// Builds the table for `distribution`; fails when the support needs more than
     /// 2^[`MAX_TABLE_BITS`] buckets (callers then fall back to the exact sampler).
     pub fn new(distribution: NoiseDistribution) -> Result<Self> {
-        let radius = distribution.table_radius();
+        let (radius, pmf) = distribution.table_support();
         let support = 2 * radius + 1;
         let index_bits = support.next_power_of_two().trailing_zeros().max(1);
         if index_bits > MAX_TABLE_BITS {
@@ -324,7 +328,6 @@ impl AliasTable {
                 expected: "small enough for a 2^16-entry alias table",
             });
         }
-        let pmf = distribution.pmf(radius + 1);
         let buckets = 1usize << index_bits;
         let unit = 2f64.powi((BUCKET_BITS + index_bits) as i32);
         let mut weights: Vec<u64> = (0..buckets)
@@ -457,8 +460,8 @@ impl AliasTable {
 /// Most table draws a [`SummedAliasTable`] sums per coordinate. Measured in the encoder
 /// (bench profile, the 20-bit participation plan's 131 072 coordinates, μ from 5e6 to 1e10):
 /// each summed draw costs ~2.2 ns per coordinate (0.29 ms per draw for the vector) against
-/// ~70 ns for the exact Skellam sampler (9.2 ms), and the table costs ~2.5 ms to build per
-/// round, which the exact sampler does not: the sum wins up to ~22 draws, so 16 keeps a
+/// ~70 ns for the exact Skellam sampler (9.2 ms), and the table costs ~2 ms to build per
+/// round, which the exact sampler does not: the sum wins up to ~20 draws, so 16 keeps a
 /// margin (and the sum's total variation at most 16 · 2^-46 = 2^-42).
 pub const MAX_SUMMED_DRAWS: u32 = 16;
 
