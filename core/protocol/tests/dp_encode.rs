@@ -413,13 +413,19 @@ fn bad_input_gets_typed_errors() {
 
 #[test]
 fn noise_too_wide_for_a_table_uses_the_exact_samplers() {
-    // z = 400 for one survivor: a per-member Skellam share of standard deviation ~6000,
-    // beyond the 2^16-entry alias table, so every draw comes from PTRS.
+    // z = 400 for one survivor: per-member shares far beyond the 2^16-entry alias table (and,
+    // for Skellam, beyond a short sum of table draws), so every draw comes from the exact
+    // samplers (PTRS, CKS).
     for kind in [NoiseKind::Skellam, NoiseKind::DiscreteGaussian] {
         let mut request = PlanRequest::new(2, 16, 1.0, 400.0, [10; 32]);
         request.noise = kind;
         request.max_dropout = 0.5;
         let plan = choose_plan(&request).unwrap();
+        let sampling = Encoder::new(&plan).unwrap().noise_sampling();
+        assert!(
+            matches!(sampling, NoiseSampling::Exact),
+            "{kind:?}: {sampling:?}"
+        );
         let mut r = rng(10);
         let updates: Vec<Vec<f32>> = (0..2).map(|_| update(16, 0.7, &mut r)).collect();
         let (mse, decoded) = round_error(&plan, &updates, 11);
