@@ -101,6 +101,13 @@ fn symmetric(pmf: Vec<f64>) -> impl Fn(i64) -> f64 {
     move |k| pmf.get(k.unsigned_abs() as usize).copied().unwrap_or(0.0)
 }
 
+/// Asserts that the chi-square test over `[-hi, hi]` accepts `samples` as drawn from the
+/// symmetric distribution whose one-sided pmf is `pmf`.
+fn assert_fits_symmetric_pmf(samples: &[i64], pmf: &[f64], hi: i64, what: &str) {
+    let (stat, df) = chi_square(samples, symmetric(pmf.to_vec()), -hi, hi);
+    assert!(stat < chi_square_critical(df), "{what}: χ²={stat} df={df}");
+}
+
 #[test]
 fn poisson_matches_its_pmf_below_and_above_the_ptrs_threshold() {
     for (seed, lambda) in [(1, 3.5), (2, 57.0), (3, 12_345.0)] {
@@ -128,8 +135,7 @@ fn exact_skellam_matches_the_bessel_pmf_with_the_right_tail() {
     let samples: Vec<i64> = (0..DRAWS).map(|_| dist.sample_exact(&mut r)).collect();
     assert_moments(&samples, 0.0, 2.0 * mu, "skellam");
     let pmf = skellam_pmf(mu, 200);
-    let (stat, df) = chi_square(&samples, symmetric(pmf.clone()), -30, 30);
-    assert!(stat < chi_square_critical(df), "χ²={stat} df={df}");
+    assert_fits_symmetric_pmf(&samples, &pmf, 30, "skellam");
     assert_tail(&samples, &pmf, (3.0 * (2.0 * mu).sqrt()) as usize);
 }
 
@@ -172,11 +178,7 @@ fn discrete_gaussian_matches_its_pmf_for_narrow_and_wide_scales() {
         let var: f64 = 2.0 * (1..200).map(|k| (k * k) as f64 * pmf[k]).sum::<f64>();
         assert_moments(&samples, 0.0, var, "discrete gaussian");
         let hi = (5.0 * sigma).ceil() as i64;
-        let (stat, df) = chi_square(&samples, symmetric(pmf.clone()), -hi, hi);
-        assert!(
-            stat < chi_square_critical(df),
-            "σ={sigma}: χ²={stat} df={df}"
-        );
+        assert_fits_symmetric_pmf(&samples, &pmf, hi, &format!("σ={sigma}"));
         assert_tail(&samples, &pmf, (2.5 * sigma) as usize);
     }
 }
@@ -202,11 +204,7 @@ fn alias_tables_sample_the_exact_pmfs() {
                 .sum::<f64>();
         assert_moments(&samples, 0.0, var, "alias");
         let hi = (4.0 * sd).ceil() as i64 + 2;
-        let (stat, df) = chi_square(&samples, symmetric(pmf.clone()), -hi, hi);
-        assert!(
-            stat < chi_square_critical(df),
-            "{dist:?}: χ²={stat} df={df}"
-        );
+        assert_fits_symmetric_pmf(&samples, &pmf, hi, &format!("{dist:?}"));
     }
 }
 
@@ -225,11 +223,7 @@ fn summed_alias_tables_sample_the_exact_wide_skellam_pmf() {
         let sd = dist.stddev();
         let pmf = skellam_pmf(mu, (20.0 * sd) as usize + 50);
         let hi = (4.0 * sd).ceil() as i64;
-        let (stat, df) = chi_square(&samples, symmetric(pmf.clone()), -hi, hi);
-        assert!(
-            stat < chi_square_critical(df),
-            "μ = {mu}: χ²={stat} df={df}"
-        );
+        assert_fits_symmetric_pmf(&samples, &pmf, hi, &format!("μ = {mu}"));
         assert_tail(&samples, &pmf, (2.5 * sd) as usize);
     }
 }
