@@ -63,17 +63,7 @@ pub fn round_conditionally<R: RngCore + CryptoRng + ?Sized>(
     out: &mut [u32],
     rng: &mut R,
 ) -> Result<u32> {
-    round_with(input, gain, bound_sq, out, &mut Coins::from_rng(rng))
-}
-
-/// [`round_conditionally`] drawing its coins from `coins`.
-fn round_with(
-    input: &[f32],
-    gain: f64,
-    bound_sq: u128,
-    out: &mut [u32],
-    coins: &mut Coins,
-) -> Result<u32> {
+    let coins = &mut Coins::from_rng(rng);
     let mut heads = [0u8; COIN_BYTES * BATCH];
     for attempt in 1..=MAX_ATTEMPTS {
         let mut norm_sq = 0.0;
