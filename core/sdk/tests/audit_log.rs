@@ -91,6 +91,15 @@ fn sealed(conn: &Connection, id: i64) -> Vec<u8> {
 }
 
 /// Closes the store, lets `tamper` edit the file, reopens, and verifies.
+/// Deletes the newest `n` rows of the audit log, as an attacker truncating it would.
+fn delete_last_entries(conn: &Connection, n: usize) {
+    let ids = audit_ids(conn);
+    for id in &ids[ids.len() - n..] {
+        conn.execute("DELETE FROM audit_log WHERE id = ?1", [id])
+            .expect("delete");
+    }
+}
+
 fn tampered(tamper: impl FnOnce(&Connection)) -> (Fixture, AuditReport) {
     let mut fx = busy_fixture();
     assert!(fx.device().verify_audit_log().expect("verify").is_intact());
@@ -237,13 +246,7 @@ fn an_inserted_entry_is_detected() {
 
 #[test]
 fn truncation_is_detected_by_checkpoints_and_by_the_anchor() {
-    let (_, report) = tampered(|c| {
-        let ids = audit_ids(c);
-        for id in &ids[ids.len() - 2..] {
-            c.execute("DELETE FROM audit_log WHERE id = ?1", [id])
-                .expect("delete");
-        }
-    });
+    let (_, report) = tampered(|c| delete_last_entries(c, 2));
     assert!(
         report
             .violations
@@ -252,12 +255,7 @@ fn truncation_is_detected_by_checkpoints_and_by_the_anchor() {
     );
     // Cutting the checkpoints that mention the tail too: the anchor outside the file knows.
     let (_, report) = tampered(|c| {
-        let ids = audit_ids(c);
-        let keep = ids.len() - 2;
-        for id in &ids[keep..] {
-            c.execute("DELETE FROM audit_log WHERE id = ?1", [id])
-                .expect("delete");
-        }
+        delete_last_entries(c, 2);
         c.execute("DELETE FROM audit_checkpoints", [])
             .expect("delete checkpoints");
     });
