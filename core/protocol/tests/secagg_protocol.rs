@@ -483,6 +483,42 @@ fn a_member_shown_a_substituted_roster_key_refuses_the_key_directory() {
     assert_ne!(honest.digest(), altered.digest());
 }
 
+/// A server that hands a member a low-order mask key for one neighbour (which would force
+/// a known pairwise mask) is refused at the masked-input stage, where the member's batched
+/// agreements run: the member sends no masked input.
+#[test]
+fn a_low_order_neighbour_key_is_refused_at_masked_input() {
+    let mut h = Harness::new(10, false);
+    let victim = MemberId(0);
+    let inbox = std::mem::take(&mut h.inbox);
+    for (member, mut message) in inbox {
+        if member == victim {
+            let ServerBody::KeyDirectory(entries) = &mut message.body else {
+                panic!("stage 2 opens with the key directory")
+            };
+            // The point of order 8 (RFC 7748 section 5 lists it among the low-order points).
+            entries[1].keys.s_public = [
+                0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+                0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+                0x5f, 0x49, 0xb8, 0x00,
+            ];
+        }
+        let reply = h
+            .clients
+            .get_mut(&member)
+            .unwrap()
+            .handle(&message)
+            .unwrap();
+        h.server.receive(&reply).unwrap();
+    }
+    h.close();
+    let bundle = h.inbox[&victim].clone();
+    assert_eq!(
+        h.clients.get_mut(&victim).unwrap().handle(&bundle),
+        Err(Error::Protocol("peer public key has low order"))
+    );
+}
+
 #[test]
 fn forged_shares_and_messages_are_rejected() {
     let mut h = Harness::new(10, true);

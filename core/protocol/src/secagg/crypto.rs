@@ -1,7 +1,12 @@
 //! Key agreement, key derivation, share encryption and signatures.
 //!
 //! - X25519 with static secrets (x25519-dalek): the mask key s_u must be Shamir-shared, which
-//!   ring's ephemeral-only API cannot export.
+//!   ring's ephemeral-only API cannot export. A member's k pairwise-mask agreements (and the
+//!   server's for each dropped member) all use one secret, so they run as one batch
+//!   ([`AgreementKey::agree_many`], crate `covey-x25519-batch`): eight Montgomery ladders at
+//!   once on AVX-512 IFMA, bit-identical to x25519-dalek, which computes them one by one on
+//!   CPUs without IFMA (phones). On the bench machine that takes an agreement from ~50 µs to
+//!   ~3.5 µs, so the masked-input stage stays near its keystream floor (BENCHMARKS.md).
 //! - HKDF-SHA256 (ring) with the session id as salt and an info string naming the protocol
 //!   version, the purpose, the stage and both member ids, so no derived key is ever reused
 //!   for another purpose, pair, direction or session.
@@ -86,11 +91,27 @@ impl AgreementKey {
     pub fn agree(&self, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>> {
         let shared = self.secret.diffie_hellman(&PublicKey::from(*peer));
         if !shared.was_contributory() {
-            return Err(Error::Protocol("peer public key has low order"));
+            return Err(LOW_ORDER_PEER);
         }
         Ok(Zeroizing::new(shared.to_bytes()))
     }
+
+    /// [`agree`](Self::agree) with every peer in `peers`, in order, as one batch: eight
+    /// ladders at a time on AVX-512 IFMA, one by one elsewhere (`covey-x25519-batch`).
+    /// Fails like `agree` if any peer key has low order.
+    pub fn agree_many(&self, peers: &[[u8; 32]]) -> Result<Vec<Zeroizing<[u8; 32]>>> {
+        let shared = covey_x25519_batch::agree_many(&self.secret_bytes(), peers);
+        if !shared
+            .iter()
+            .all(|bytes| covey_x25519_batch::is_contributory(bytes))
+        {
+            return Err(LOW_ORDER_PEER);
+        }
+        Ok(shared)
+    }
 }
+
+const LOW_ORDER_PEER: Error = Error::Protocol("peer public key has low order");
 
 /// What a derived key is for; part of the HKDF info, so purposes never share a key.
 #[derive(Debug, Clone, Copy)]
@@ -265,6 +286,26 @@ mod tests {
         let restored = AgreementKey::from_secret(*a.secret_bytes());
         assert_eq!(restored.public(), a.public());
         assert!(a.agree(&[0; 32]).is_err());
+    }
+
+    #[test]
+    fn batched_agreements_equal_single_ones_and_refuse_low_order_peers() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let a = AgreementKey::generate(&mut rng);
+        // 11 peers: a full batch of eight and a tail.
+        let peers: Vec<[u8; 32]> = (0..11)
+            .map(|_| AgreementKey::generate(&mut rng).public())
+            .collect();
+        let batched = a.agree_many(&peers).unwrap();
+        assert_eq!(batched.len(), peers.len());
+        for (peer, shared) in peers.iter().zip(&batched) {
+            assert_eq!(**shared, *a.agree(peer).unwrap());
+        }
+        assert!(a.agree_many(&[]).unwrap().is_empty());
+        let mut with_low_order = peers.clone();
+        with_low_order[9] = [0; 32];
+        assert_eq!(a.agree_many(&with_low_order), Err(LOW_ORDER_PEER));
+        assert_eq!(a.agree(&[0; 32]), Err(LOW_ORDER_PEER));
     }
 
     #[test]

@@ -455,13 +455,21 @@ impl Server {
             if s_key.public() != self.keys_of(v)?.s_public {
                 return Err(Error::ReconstructionMismatch);
             }
-            let (v_id, neighbours) = (self.params.roster[v], self.graph.neighbours(v));
-            for &u in neighbours
+            let v_id = self.params.roster[v];
+            let surviving: Vec<usize> = self
+                .graph
+                .neighbours(v)
                 .iter()
+                .copied()
                 .filter(|u| self.survivors.binary_search(u).is_ok())
-            {
+                .collect();
+            let publics = surviving
+                .iter()
+                .map(|&u| Ok(self.keys_of(u)?.s_public))
+                .collect::<Result<Vec<_>>>()?;
+            // v's agreements with all its surviving neighbours share v's secret: one batch.
+            for (&u, shared) in surviving.iter().zip(s_key.agree_many(&publics)?) {
                 let u_id = self.params.roster[u];
-                let shared = s_key.agree(&self.keys_of(u)?.s_public)?;
                 // Undo the mask u applied for the pair (u, v).
                 masks.push((
                     pairwise_seed(&shared, &session, u_id, v_id),
