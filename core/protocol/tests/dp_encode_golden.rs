@@ -50,12 +50,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// (dimension, noise, bits, adaptive clip, update norm, seed, digest).
+type Case = (u32, NoiseKind, Option<u32>, bool, f64, u64, &'static str);
+
 #[test]
 fn encoded_updates_match_their_golden_digests() {
-    // (dimension, noise, bits, adaptive clip, update norm, seed, digest). The dimensions
-    // cover one block, wide tiles over a few rows and one-line tiles over many rows (the
-    // bench's 1M); norms above 1 are clipped.
-    let cases: [(u32, NoiseKind, Option<u32>, bool, f64, u64, &str); 8] = [
+    // The dimensions cover one block, wide tiles over a few rows and one-line tiles over
+    // many rows (the bench's 1M); norms above 1 are clipped.
+    let cases: [Case; 8] = [
         (
             3_000,
             NoiseKind::Skellam,
@@ -151,4 +153,20 @@ fn encoded_updates_match_their_golden_digests() {
         "digests differ:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn the_portable_kernels_give_the_same_digests() {
+    // Where this CPU has AVX-512 the test above ran the SIMD kernels; the same digests must
+    // come out of the portable code that phones and older x86-64 CPUs run. `COVEY_SIMD` is
+    // read once per process, so the check runs in a child process of this test binary.
+    if std::env::var_os("COVEY_SIMD").is_some() {
+        return; // Already the child (or a run that chose its kernels).
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "encoded_updates_match_their_golden_digests"])
+        .env("COVEY_SIMD", "portable")
+        .status()
+        .unwrap();
+    assert!(status.success(), "portable kernels: {status}");
 }

@@ -16,9 +16,16 @@ pub fn l2_norm(update: &[f32]) -> Result<f64> {
 }
 
 /// `Σ x²` over `update` in f64 (non-finite when any coordinate is).
-pub(crate) fn sum_of_squares(update: &[f32]) -> f64 {
-    // Eight independent accumulators let the compiler vectorize.
+fn sum_of_squares(update: &[f32]) -> f64 {
     let mut lanes = [0.0f64; 8];
+    accumulate_squares(&mut lanes, update);
+    lanes.iter().sum()
+}
+
+/// Adds `x²` (in f64) of each of `update` to `lanes`: coordinate `i` of each whole chunk
+/// of 8 to lane `i`, then the remainder's coordinate `j` to lane `j`. Eight independent
+/// accumulators let the compiler vectorize (and `covey_simd` reproduce the sum exactly).
+pub(crate) fn accumulate_squares(lanes: &mut [f64; 8], update: &[f32]) {
     let mut chunks = update.chunks_exact(8);
     for chunk in &mut chunks {
         for (lane, &x) in lanes.iter_mut().zip(chunk) {
@@ -28,7 +35,6 @@ pub(crate) fn sum_of_squares(update: &[f32]) -> f64 {
     for (lane, &x) in lanes.iter_mut().zip(chunks.remainder()) {
         *lane += f64::from(x) * f64::from(x);
     }
-    lanes.iter().sum()
 }
 
 /// `√sum` for the [`sum_of_squares`] of `update`; a NaN or infinity anywhere makes the sum

@@ -2,7 +2,7 @@
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::clip::{clip_factor, finite_norm, sum_of_squares};
+use super::clip::{clip_factor, finite_norm};
 use super::coins::Coins;
 use super::error::{Error, Result};
 use super::noise::{AliasTable, HEAD_BYTES, NoiseDistribution, SummedAliasTable};
@@ -260,8 +260,10 @@ impl Encoder {
             let input = update
                 .get(start..)
                 .map_or(&[][..], |rest| &rest[..rest.len().min(stages.block)]);
-            sum += sum_of_squares(input);
-            self.signs.apply_f32_from(start, input, block);
+            let mut lanes = [0.0f64; 8];
+            self.signs
+                .apply_f32_and_square(start, input, block, &mut lanes);
+            sum += lanes.iter().sum::<f64>();
             transform_block(block);
         }
         sum

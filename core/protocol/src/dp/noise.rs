@@ -376,6 +376,8 @@ impl AliasTable {
 pub const HEAD_BITS: u32 = 24;
 /// Keystream bytes of one head.
 pub(crate) const HEAD_BYTES: usize = (HEAD_BITS / 8) as usize;
+/// Draws per group of the AVX-512 kernel ([`covey_simd::Avx512::alias_draws`]).
+const SIMD_GROUP: usize = 16;
 
 /// A head from its 3 keystream bytes, big endian.
 #[inline(always)]
@@ -415,8 +417,41 @@ impl AliasTable {
     /// Adds to each of `values` the draw of its head (the next 3 bytes of `heads`, big
     /// endian) and wraps with `mask`; a tied head (rare) is completed at once with a tail
     /// from `stream`. Only that rare case branches, so the lookups of consecutive draws
-    /// overlap.
+    /// overlap. Where the CPU has AVX-512 the draws run 16 at a time (gathered lookups);
+    /// a group with a tied head, and the last partial group, take the scalar path, so the
+    /// tails are drawn in the same order and the result is the same bit for bit.
     pub(crate) fn add_draws(
+        &self,
+        values: &mut [u32],
+        heads: &[u8],
+        mask: u32,
+        stream: &mut Keystream,
+    ) -> std::result::Result<(), Exhausted> {
+        let Some(simd) = covey_simd::Avx512::detect() else {
+            return self.add_draws_scalar(values, heads, mask, stream);
+        };
+        let mut at = 0;
+        while at < values.len() {
+            let (values, heads) = (&mut values[at..], &heads[HEAD_BYTES * at..]);
+            let done = simd.alias_draws(
+                &self.heads,
+                self.index_bits,
+                self.radius as u32,
+                heads,
+                values,
+                mask,
+            );
+            // The group the kernel stopped at (a tie, or the partial tail).
+            let end = (done + SIMD_GROUP).min(values.len());
+            let rest = &heads[HEAD_BYTES * done..];
+            self.add_draws_scalar(&mut values[done..end], rest, mask, stream)?;
+            at += end;
+        }
+        Ok(())
+    }
+
+    /// [`Self::add_draws`] one value at a time.
+    fn add_draws_scalar(
         &self,
         values: &mut [u32],
         heads: &[u8],

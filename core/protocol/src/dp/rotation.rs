@@ -14,6 +14,8 @@ use std::ops::{Add, Sub};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+use super::clip::accumulate_squares;
+
 /// ChaCha20 stream used for the rotation signs, so that a seed reused elsewhere in a round
 /// plan never yields the same keystream.
 const SIGN_STREAM: u64 = 0x636f_7665_792d_7268; // "covey-rh"
@@ -90,6 +92,28 @@ impl Signs {
         padding.fill(0.0);
     }
 
+    /// [`Self::apply_f32_from`] that also adds the squares of `input` to `lanes` as
+    /// [`accumulate_squares`] does (one read of the input for both; AVX-512 where the CPU
+    /// has it, for the whole sign words, with the same sums bit for bit).
+    pub(crate) fn apply_f32_and_square(
+        &self,
+        start: usize,
+        input: &[f32],
+        out: &mut [f32],
+        lanes: &mut [f64; 8],
+    ) {
+        debug_assert_eq!(start % 64, 0);
+        let done = match covey_simd::Avx512::detect() {
+            Some(simd) => {
+                simd.flip_signs_and_square(input, &self.bits[start / 64..], out, lanes);
+                input.len() / 64 * 64
+            }
+            None => 0,
+        };
+        accumulate_squares(lanes, &input[done..]);
+        self.apply_f32_from(start + done, &input[done..], &mut out[done..]);
+    }
+
     /// `out[i] = ±values[i] · unit` with the sign of coordinate `start + i`, for `i <
     /// out.len()` (the inverse rotation's `D` and scale on one stretch of a tile row).
     pub(crate) fn apply_f64_scaled(
@@ -140,10 +164,7 @@ pub fn padded_len(dimension: usize) -> usize {
 /// transforms each contiguous block of 4096 coordinates in L1 (all passes with half-width
 /// below `block`), the second gathers columns (at least 16, one cache line, wide) into a
 /// contiguous tile, runs the remaining passes across its rows and writes it back.
-pub fn fwht<T>(values: &mut [T])
-where
-    T: Copy + Default + Add<Output = T> + Sub<Output = T>,
-{
+pub fn fwht<T: Coordinate>(values: &mut [T]) {
     debug_assert!(values.len().is_power_of_two() || values.is_empty());
     let stages = Stages::of(values.len());
     values
@@ -220,11 +241,8 @@ impl Stages {
 
     /// The second stage on a gathered tile: the passes across its rows, all `width`
     /// columns at once.
-    pub fn transform_tile<T>(&self, tile: &mut [T])
-    where
-        T: Copy + Add<Output = T> + Sub<Output = T>,
-    {
-        butterfly_passes(tile, self.width);
+    pub fn transform_tile<T: Coordinate>(&self, tile: &mut [T]) {
+        T::butterfly_passes(tile, self.width);
     }
 }
 
@@ -243,17 +261,46 @@ pub(crate) fn copy_row<T: Copy>(src: &[T], dst: &mut [T]) {
 }
 
 /// The first stage on one block: every pass with half-width below the block's length.
-pub(crate) fn transform_block<T>(block: &mut [T])
+pub(crate) fn transform_block<T: Coordinate>(block: &mut [T]) {
+    T::butterfly_passes(block, 1);
+}
+
+/// The values the transform runs on. Every implementation computes the same butterflies
+/// (`(a, b) ↦ (a + b, a − b)`, lower index first) level by level in increasing half-width,
+/// so their results are equal bit for bit whichever kernel runs them; f32 (the encoder's
+/// rotation) runs on AVX-512 where the CPU has it.
+pub trait Coordinate: Copy + Default + Add<Output = Self> + Sub<Output = Self> {
+    /// In place, the butterfly passes with half-widths `first_half, 2·first_half, …,
+    /// len / 2` (a power-of-two length). Portable code unless overridden.
+    fn butterfly_passes(values: &mut [Self], first_half: usize) {
+        portable_passes(values, first_half);
+    }
+}
+
+impl Coordinate for f64 {}
+
+impl Coordinate for f32 {
+    fn butterfly_passes(values: &mut [f32], first_half: usize) {
+        match covey_simd::Avx512::detect() {
+            Some(simd) if values.len() >= 16 => simd.hadamard_f32(values, first_half),
+            _ => portable_passes(values, first_half),
+        }
+    }
+}
+
+/// [`Coordinate::butterfly_passes`] in portable code: an 8-point transform per chunk for
+/// the first three levels when starting from 1, then two levels per sweep.
+fn portable_passes<T>(values: &mut [T], first_half: usize)
 where
     T: Copy + Add<Output = T> + Sub<Output = T>,
 {
-    let first = if block.len() >= 8 {
-        block.chunks_exact_mut(8).for_each(hadamard8);
+    let first = if first_half == 1 && values.len() >= 8 {
+        values.chunks_exact_mut(8).for_each(hadamard8);
         8
     } else {
-        1
+        first_half
     };
-    butterfly_passes(block, first);
+    butterfly_passes(values, first);
 }
 
 /// The 8-point transform (passes with half-widths 1, 2 and 4) on one chunk.

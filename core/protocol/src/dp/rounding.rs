@@ -127,15 +127,41 @@ pub(crate) fn exact_norm_sq(values: &[u32]) -> u128 {
 /// Rounds one chunk on the coins' first 16 bits, rounding down where the coin ties with the
 /// probability; returns the chunk's squared norm and whether any coin tied.
 ///
-/// Written lane-wise over groups of 8 with separate accumulators and only adds, compares,
-/// shifts and masks that SSE2 vectorizes (no `f64::floor`, a libm call on baseline x86-64,
-/// and no saturating float-to-int conversion).
+/// Whole groups of 8 run on the AVX-512 kernel of `covey_simd` where the CPU has it, else
+/// on [`round_groups`]: the same arithmetic, bit for bit.
 fn round_chunk(input: &[f32], gain: f64, coins: &[u8], out: &mut [u32]) -> (f64, bool) {
     // Scaling by 2^16 is exact, so `x · gain16` is `2^16 · (x · gain)` bit for bit.
     let gain16 = gain * COIN_HEAD;
     let mut lanes = [0.0f64; LANES];
+    let tail = input.len() / LANES * LANES;
+    let mut tied = match covey_simd::Avx512::detect() {
+        // The same fixed-point arithmetic on 8 f64 lanes.
+        Some(simd) => simd.round_fixed_point(input, gain16, coins, out, &mut lanes),
+        None => round_groups(&input[..tail], gain16, coins, out, &mut lanes),
+    };
+    for (i, (x, o)) in input[tail..].iter().zip(&mut out[tail..]).enumerate() {
+        let (word, k, tie) = round_one(*x, gain16, coin_head(coins, tail + i));
+        *o = word;
+        lanes[0] += k * k;
+        tied |= tie != 0;
+    }
+    (lanes.iter().sum(), tied)
+}
+
+/// [`round_chunk`]'s whole groups of [`LANES`] in portable code, lane `l` of `lanes`
+/// accumulating the squares of coordinates `l, l + 8, …`; returns whether any coin tied.
+///
+/// Written lane-wise with separate accumulators and only adds, compares, shifts and masks
+/// that SSE2 vectorizes (no `f64::floor`, a libm call on baseline x86-64, and no saturating
+/// float-to-int conversion).
+fn round_groups(
+    input: &[f32],
+    gain16: f64,
+    coins: &[u8],
+    out: &mut [u32],
+    lanes: &mut [f64; LANES],
+) -> bool {
     let mut ties = [0u64; LANES];
-    let groups = input.len() / LANES;
     for ((xs, cs), os) in input
         .chunks_exact(LANES)
         .zip(coins.chunks_exact(COIN_BYTES * LANES))
@@ -148,14 +174,7 @@ fn round_chunk(input: &[f32], gain: f64, coins: &[u8], out: &mut [u32]) -> (f64,
             ties[l] |= tie;
         }
     }
-    let tail = groups * LANES;
-    for (i, (x, o)) in input[tail..].iter().zip(&mut out[tail..]).enumerate() {
-        let (word, k, tie) = round_one(*x, gain16, coin_head(coins, tail + i));
-        *o = word;
-        lanes[0] += k * k;
-        ties[0] |= tie;
-    }
-    (lanes.iter().sum(), ties.iter().any(|&t| t != 0))
+    ties.iter().any(|&t| t != 0)
 }
 
 /// Decides the tied coins of a chunk [`round_chunk`] rounded down with 53 more coin bits
