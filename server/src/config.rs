@@ -22,6 +22,11 @@
 //! bits = 20
 //! accountant = "rdp"    # or "pld" (Gaussian only)
 //!
+//! [privacy.adaptive_clip] # optional: the clip follows the update norms (Andrew et al.)
+//! target_quantile = 0.5  # fraction of members whose update should fit within the clip
+//! learning_rate = 0.2    # geometric step: clip × exp(−η (fraction within − quantile))
+//! count_stddev = 2.5     # noise on the count of members within the clip, in members
+//!
 //! [secagg]
 //! cohort_min = 50
 //! cohort_max = 1000
@@ -54,7 +59,7 @@ use std::path::Path;
 
 use covey_model::{Catalog, ModelConfig, ParamLayout, UpdateLayout};
 use covey_protocol::accounting::AccountantKind;
-use covey_protocol::dp::NoiseKind;
+use covey_protocol::dp::{AdaptiveClipping, NoiseKind};
 use covey_protocol::secagg::{self, AdversaryClass, ThreatModel};
 use serde::{Deserialize, Serialize};
 
@@ -177,6 +182,51 @@ pub struct PrivacyConfig {
     /// Which accountant charges the ledger.
     #[serde(default = "default_accountant")]
     pub accountant: AccountantKind,
+    /// `[privacy.adaptive_clip]`: adaptive clipping, `clip_norm` being the first round's
+    /// clip; `None` (no table) keeps `clip_norm` for every round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_clip: Option<AdaptiveClipConfig>,
+}
+
+/// `[privacy.adaptive_clip]`: adaptive clipping (Andrew et al., NeurIPS 2021).
+///
+/// Each round every member also sends one bit, whether its update fitted within the clip,
+/// as one more coordinate of the securely summed, noised vector; after the round the server
+/// moves the clip geometrically towards the `target_quantile` of the members' update norms
+/// (`C ← C · exp(−η (b̃ − γ))`, `b̃` the noised fraction within the clip) and the next round's
+/// plan carries the new clip. Devices need nothing: they encode with the plan's clip.
+///
+/// The count is released under the same noise multiplier as the update, so it is paid for
+/// out of the update's noise: for `noise_multiplier` z the update alone carries
+/// `z_Δ = (z⁻² − (2 σ_b)⁻²)^(−1/2)` (more noise than z), and the ledger charges the pair
+/// at z. Hence `count_stddev` σ_b must exceed z / 2; the paper suggests σ_b = the expected
+/// survivors / 20, which makes the count's share small.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveClipConfig {
+    /// Target quantile γ of the update norms, in (0, 1).
+    pub target_quantile: f64,
+    /// Learning rate η of the geometric clip update, positive (paper default 0.2).
+    #[serde(default = "default_clip_learning_rate")]
+    pub learning_rate: f64,
+    /// Standard deviation σ_b of the noise on the count of members within the clip, in
+    /// members; above `noise_multiplier / 2`.
+    pub count_stddev: f64,
+}
+
+impl AdaptiveClipConfig {
+    /// The clip update rule the DP plan carries.
+    pub fn rule(&self) -> AdaptiveClipping {
+        AdaptiveClipping {
+            target_quantile: self.target_quantile,
+            learning_rate: self.learning_rate,
+            count_stddev: self.count_stddev,
+        }
+    }
+}
+
+fn default_clip_learning_rate() -> f64 {
+    0.2
 }
 
 fn default_accountant() -> AccountantKind {
@@ -629,6 +679,9 @@ fn validate_privacy(p: &PrivacyConfig) -> Result<()> {
     check((1..=32).contains(&p.bits), "privacy.bits", || {
         format!("must be in 1..=32, got {}", p.bits)
     })?;
+    if let Some(adaptive) = &p.adaptive_clip {
+        validate_adaptive_clip(adaptive, p.noise_multiplier)?;
+    }
     check(
         p.accountant == AccountantKind::Rdp || p.mechanism == NoiseMechanism::Central,
         "privacy.accountant",
@@ -637,6 +690,34 @@ fn validate_privacy(p: &PrivacyConfig) -> Result<()> {
                 .into()
         },
     )
+}
+
+fn validate_adaptive_clip(a: &AdaptiveClipConfig, noise_multiplier: f64) -> Result<()> {
+    check(
+        a.target_quantile > 0.0 && a.target_quantile < 1.0,
+        "privacy.adaptive_clip.target_quantile",
+        || format!("must be in (0, 1), got {}", a.target_quantile),
+    )?;
+    check_positive(a.learning_rate, "privacy.adaptive_clip.learning_rate")?;
+    check_positive(a.count_stddev, "privacy.adaptive_clip.count_stddev")?;
+    // The DP plan's own rule (see AdaptiveClipConfig): the count's noise share comes out of
+    // the update's, which needs σ_b > z / 2.
+    check(
+        a.count_stddev > noise_multiplier / 2.0 * (1.0 + 1e-9),
+        "privacy.adaptive_clip.count_stddev",
+        || {
+            format!(
+                "must exceed noise_multiplier / 2 = {} (the count's share of the noise \
+                 budget), got {}",
+                noise_multiplier / 2.0,
+                a.count_stddev
+            )
+        },
+    )?;
+    // Anything the plan would still refuse is reported against the table too.
+    a.rule()
+        .validate()
+        .map_err(|e| invalid("privacy.adaptive_clip", e.to_string()))
 }
 
 fn validate_secagg(s: &SecAggConfig) -> Result<()> {
@@ -844,6 +925,75 @@ mod tests {
             "learning_rate = 1.0\nschedule = \"step\"",
         );
         assert!(err.unwrap_err().to_string().contains("step"));
+    }
+
+    /// The example with an `[privacy.adaptive_clip]` table of `body`.
+    fn with_adaptive(body: &str) -> Result<PopulationConfig> {
+        with(
+            "accountant = \"rdp\"",
+            &format!("accountant = \"rdp\"\n\n[privacy.adaptive_clip]\n{body}"),
+        )
+    }
+
+    #[test]
+    fn adaptive_clipping_is_read_kept_and_off_by_default() {
+        let plain = PopulationConfig::from_toml(EXAMPLE, example_catalog()).unwrap();
+        assert_eq!(plain.privacy().adaptive_clip, None);
+        let c = with_adaptive("target_quantile = 0.7\ncount_stddev = 2.5").unwrap();
+        let a = c.privacy().adaptive_clip.unwrap();
+        assert_eq!(
+            a.rule(),
+            AdaptiveClipping {
+                target_quantile: 0.7,
+                learning_rate: 0.2,
+                count_stddev: 2.5
+            },
+            "the paper's learning rate by default"
+        );
+        let catalog = parse_catalog(catalog_csv(c.catalog()).unwrap().as_bytes()).unwrap();
+        let again = PopulationConfig::from_toml(&c.to_toml().unwrap(), catalog).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn bad_adaptive_clipping_settings_are_named() {
+        let cases = [
+            (
+                "target_quantile = 0.0\ncount_stddev = 2.5",
+                "privacy.adaptive_clip.target_quantile",
+            ),
+            (
+                "target_quantile = 1.0\ncount_stddev = 2.5",
+                "privacy.adaptive_clip.target_quantile",
+            ),
+            (
+                "target_quantile = nan\ncount_stddev = 2.5",
+                "privacy.adaptive_clip.target_quantile",
+            ),
+            (
+                "target_quantile = 0.5\nlearning_rate = 0.0\ncount_stddev = 2.5",
+                "privacy.adaptive_clip.learning_rate",
+            ),
+            (
+                "target_quantile = 0.5\nlearning_rate = inf\ncount_stddev = 2.5",
+                "privacy.adaptive_clip.learning_rate",
+            ),
+            (
+                "target_quantile = 0.5\ncount_stddev = -1.0",
+                "privacy.adaptive_clip.count_stddev",
+            ),
+            // noise_multiplier is 1: the count's noise must exceed half of it.
+            (
+                "target_quantile = 0.5\ncount_stddev = 0.5",
+                "privacy.adaptive_clip.count_stddev",
+            ),
+        ];
+        for (body, field) in cases {
+            assert_eq!(field_of(with_adaptive(body).unwrap_err()), field, "{body}");
+        }
+        let typo = with_adaptive("target_quantile = 0.5\ncount_stdev = 2.5").unwrap_err();
+        assert!(matches!(typo, Error::ConfigSyntax(_)), "{typo}");
+        assert!(typo.to_string().contains("count_stdev"), "{typo}");
     }
 
     #[test]

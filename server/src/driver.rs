@@ -11,6 +11,12 @@
 //! transition is one conditional transaction, and completion (model version + ledger
 //! charge + round state) is one transaction: a crash at any point leaves either all of it or
 //! none of it.
+//!
+//! With adaptive clipping (`[privacy.adaptive_clip]`) each round's plan carries the clip of
+//! its base model version ([`round_clip`]) and the clip-indicator coordinate; the decoded,
+//! noised count sets the next clip, which is stored with the model version the round
+//! publishes, in the same transaction. A restarted server therefore resumes the clip where
+//! the last completed round left it, and an aborted round leaves it unchanged.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -152,7 +158,8 @@ impl Driver {
             .latest_model(config.name())?
             .ok_or(Error::NotFound("model version"))?;
         // The cheapest round a plan allows (fewest survivors, least noise) must fit.
-        let plan = self.plan_for(config, config.secagg().cohort_min)?;
+        let clip = round_clip(config, base.clip);
+        let plan = self.plan_for(config, config.secagg().cohort_min, clip)?;
         let ledger = store.ledger(config.name())?;
         let projected = epsilon_after(config, &ledger, &plan, plan.min_survivors)?;
         if projected > config.privacy().epsilon_budget {
@@ -207,11 +214,11 @@ impl Driver {
         Ok(())
     }
 
-    /// A DP plan for a cohort of `cohort` with a fresh rotation seed.
-    fn plan_for(&self, config: &PopulationConfig, cohort: usize) -> Result<DpPlan> {
+    /// A DP plan for a cohort of `cohort` at `clip` with a fresh rotation seed.
+    fn plan_for(&self, config: &PopulationConfig, cohort: usize, clip: f64) -> Result<DpPlan> {
         let mut seed = [0u8; 32];
         with_rng(self.service.rng(), |rng| rng.fill_bytes(&mut seed))?;
-        plan_for(config, cohort, seed)
+        plan_for(config, cohort, clip, seed)
     }
 
     fn drive_check_in(
@@ -242,7 +249,7 @@ impl Driver {
         }
         let selected = self.select_cohort(&members, config.secagg().cohort_max)?;
         let roster: Vec<MemberId> = selected.iter().copied().map(MemberId).collect();
-        let started = self.start_session(config, round.id, &roster);
+        let started = self.start_session(config, round, &roster);
         let (server, plan, record) = match started {
             Ok(s) => s,
             Err(e) => return self.abort(round, &format!("could not start the session: {e}")),
@@ -266,6 +273,7 @@ impl Driver {
             checked_in: u32::try_from(members.len()).unwrap_or(u32::MAX),
             cohort: u32::try_from(roster.len()).unwrap_or(u32::MAX),
             check_in_ms: now - round.opened_at,
+            clip: Some(plan.clip),
             ..RoundProfile::default()
         };
         self.live.insert(
@@ -283,6 +291,7 @@ impl Driver {
             round = round.id,
             checked_in = members.len(),
             cohort = roster.len(),
+            clip = self.live.get(&round.id).map(|l| l.plan.clip),
             "cohort fixed; SecAgg+ started"
         );
         Ok(())
@@ -316,10 +325,15 @@ impl Driver {
     fn start_session(
         &self,
         config: &PopulationConfig,
-        round: RoundId,
+        round: &RoundRecord,
         roster: &[MemberId],
     ) -> Result<(secagg::Server, DpPlan, SessionRecord)> {
-        let plan = self.plan_for(config, roster.len())?;
+        let base = self
+            .service
+            .store()
+            .model(config.name(), round.base_version)?
+            .ok_or(Error::NotFound("base model version"))?;
+        let plan = self.plan_for(config, roster.len(), round_clip(config, base.clip))?;
         let graph = secagg::params::find(roster.len(), &config.secagg().threat_model())?;
         let mut session_id = [0u8; 32];
         with_rng(self.service.rng(), |rng| rng.fill_bytes(&mut session_id))?;
@@ -330,7 +344,7 @@ impl Driver {
             degree: graph.degree,
             threshold: graph.threshold,
             roster: roster.to_vec(),
-            signing_keys: self.service.cohort_signing_keys(config, round, roster)?,
+            signing_keys: self.service.cohort_signing_keys(config, round.id, roster)?,
         };
         let record = SessionRecord {
             secagg: params.encode(),
@@ -428,6 +442,9 @@ impl Driver {
         let started = Instant::now();
         let decoded = decode(self, plan, &aggregate.sum, survivors)?;
         profile.decode_ms = millis(started.elapsed());
+        profile.adaptive = decoded.clip;
+        // The clip of rounds on the version this round publishes (None: the fixed clip).
+        let next_clip = decoded.clip.map(|estimate| estimate.next_clip);
         let base = store
             .model(config.name(), round.base_version)?
             .ok_or(Error::NotFound("base model version"))?;
@@ -469,7 +486,14 @@ impl Driver {
             round_id: round.id,
             from: round.phase,
             survivors: aggregate.survivors.iter().map(|m| m.0).collect(),
-            model: model_record(config.name(), &model, Some(round.id), next_state, now),
+            model: model_record(
+                config.name(),
+                &model,
+                Some(round.id),
+                next_state,
+                next_clip,
+                now,
+            ),
             charge: LedgerEntry {
                 population: config.name().to_owned(),
                 seq: ledger.len() as u64 + 1,
@@ -492,6 +516,8 @@ impl Driver {
             version = round.base_version + 1,
             epsilon_total = total,
             noise_stddev = decoded.noise_stddev,
+            clip = plan.clip,
+            next_clip,
             "round completed"
         );
         Ok(())
@@ -503,10 +529,24 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The DP plan of a round of `cohort` members under the population's settings.
+/// The L2 clip of a round trained on a model version whose stored clip is `stored`
+/// ([`crate::storage::ModelRecord::clip`]): with adaptive clipping the stored clip, or
+/// `privacy.clip_norm` before the first adaptive round; without it always `clip_norm` (a
+/// clip stored while adaptive clipping was on is then ignored).
+pub fn round_clip(config: &PopulationConfig, stored: Option<f64>) -> f64 {
+    let p = config.privacy();
+    match (&p.adaptive_clip, stored) {
+        (Some(_), Some(clip)) => clip,
+        _ => p.clip_norm,
+    }
+}
+
+/// The DP plan of a round of `cohort` members at L2 clip `clip` ([`round_clip`]) under the
+/// population's settings, with the clip-indicator coordinate when adaptive clipping is on.
 pub fn plan_for(
     config: &PopulationConfig,
     cohort: usize,
+    clip: f64,
     rotation_seed: [u8; 32],
 ) -> Result<DpPlan> {
     let p = config.privacy();
@@ -517,10 +557,11 @@ pub fn plan_for(
     let mut request = PlanRequest::new(
         u32::try_from(cohort).unwrap_or(u32::MAX),
         dimension,
-        p.clip_norm,
+        clip,
         p.noise_multiplier,
         rotation_seed,
     );
+    request.adaptive = p.adaptive_clip.map(|a| a.rule());
     request.noise = p.mechanism.noise_kind();
     request.max_dropout = config.secagg().dropout_tolerance;
     request.bits = Some(p.bits);

@@ -231,17 +231,21 @@ fn run(cli: Cli) -> covey_server::Result<()> {
             let report = ops::rounds(&*open(&storage)?, &population, limit)?;
             print(storage.json, &report, |list| {
                 let mut out = format!(
-                    "{:>6} {:<18} {:>5} {:>10} {:>8} {:>9} {:>10} {:>10} {:>10}  reason\n",
+                    "{:>6} {:<18} {:>5} {:>10} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}  \
+                     reason\n",
                     "round",
                     "phase",
                     "base",
                     "checked-in",
                     "members",
                     "survivors",
+                    "clip",
+                    "next clip",
                     "unmask ms",
                     "decode ms",
                     "optim. ms"
                 );
+                let clip = |c: Option<f64>| c.map_or_else(|| "-".to_owned(), |c| format!("{c:.4}"));
                 for r in list {
                     let ms = |f: fn(&covey_server::storage::RoundProfile) -> f64| {
                         r.profile
@@ -249,7 +253,8 @@ fn run(cli: Cli) -> covey_server::Result<()> {
                             .map_or_else(|| "-".to_owned(), |p| format!("{:.1}", f(p)))
                     };
                     out += &format!(
-                        "{:>6} {:<18} {:>5} {:>10} {:>8} {:>9} {:>10} {:>10} {:>10}  {}\n",
+                        "{:>6} {:<18} {:>5} {:>10} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}  \
+                         {}\n",
                         r.id,
                         r.phase,
                         r.base_version,
@@ -258,6 +263,8 @@ fn run(cli: Cli) -> covey_server::Result<()> {
                             .map_or_else(|| "-".to_owned(), |p| p.checked_in.to_string()),
                         r.members,
                         r.survivors,
+                        clip(r.clip),
+                        clip(r.next_clip),
                         ms(|p| p.unmask_ms),
                         ms(|p| p.decode_ms),
                         ms(|p| p.optimizer_ms),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use covey_protocol::dp::DpPlan;
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
@@ -17,7 +18,7 @@ use crate::driver::{DEFAULT_TICK, Driver};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpConfig, RateLimit};
 use crate::service::{CryptoRngSend, Service, init_population, with_rng};
-use crate::storage::{PostgresStorage, RoundProfile, SqliteStorage, Storage};
+use crate::storage::{PostgresStorage, RoundProfile, SessionRecord, SqliteStorage, Storage};
 use crate::token::random_id;
 
 /// Name of the SQLite file inside the data directory.
@@ -301,6 +302,10 @@ pub struct RoundSummary {
     pub updated_at: i64,
     /// Abort reason.
     pub reason: Option<String>,
+    /// The L2 clip of the round's DP plan, once its cohort is fixed.
+    pub clip: Option<f64>,
+    /// With adaptive clipping, the clip the round set for the next one (completed rounds).
+    pub next_clip: Option<f64>,
     /// Cohort selection and server timings (completed rounds).
     pub profile: Option<RoundProfile>,
 }
@@ -311,6 +316,7 @@ pub fn rounds(store: &dyn Storage, population: &str, limit: u32) -> Result<Vec<R
         .rounds(population, limit)?
         .into_iter()
         .map(|r| {
+            let profile = store.round_profile(r.id)?;
             Ok(RoundSummary {
                 members: store.members(r.id)?.len(),
                 survivors: r.survivors.len(),
@@ -319,11 +325,25 @@ pub fn rounds(store: &dyn Storage, population: &str, limit: u32) -> Result<Vec<R
                 base_version: r.base_version,
                 opened_at: r.opened_at,
                 updated_at: r.updated_at,
-                profile: store.round_profile(r.id)?,
+                clip: r.session.as_ref().map(plan_clip).transpose()?,
+                next_clip: profile
+                    .as_ref()
+                    .and_then(|p| p.adaptive)
+                    .map(|a| a.next_clip),
+                profile,
                 reason: r.reason,
             })
         })
         .collect()
+}
+
+/// The clip of a round's stored DP plan.
+fn plan_clip(session: &SessionRecord) -> Result<f64> {
+    let plan: DpPlan = serde_json::from_str(&session.dp_plan).map_err(|e| Error::Corrupt {
+        what: "round DP plan",
+        reason: e.to_string(),
+    })?;
+    Ok(plan.clip)
 }
 
 /// One ledger entry for `ledger`.

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::{
-    EligibilityPolicy, NoiseMechanism, PopulationConfig, catalog_csv, parse_catalog,
+    AdaptiveClipConfig, EligibilityPolicy, NoiseMechanism, PopulationConfig, catalog_csv,
+    parse_catalog,
 };
 use crate::error::{Error, Result};
 use crate::metrics::{self, Metrics};
@@ -57,18 +58,27 @@ pub fn init_population(
         catalog: catalog_csv(config.catalog())?,
         created_at: now,
     })?;
-    let record = model_record(config.name(), &model, None, OptimizerState::default(), now);
+    let record = model_record(
+        config.name(),
+        &model,
+        None,
+        OptimizerState::default(),
+        None,
+        now,
+    );
     store.put_model(&record)?;
     Ok(record)
 }
 
 /// The stored form of a model version: its [`GlobalModel::to_bytes`] blob (what devices
-/// download), the blob's digest and the optimizer state that produced it.
+/// download), the blob's digest, the optimizer state that produced it and the clip of the
+/// rounds that will train on it (`None`: the population's fixed clip).
 pub fn model_record(
     population: &str,
     model: &GlobalModel,
     round_id: Option<RoundId>,
     optimizer_state: OptimizerState,
+    clip: Option<f64>,
     now: crate::clock::Millis,
 ) -> ModelRecord {
     let params = model.to_bytes();
@@ -79,6 +89,7 @@ pub fn model_record(
         digest: sha256(&params),
         params,
         optimizer_state: optimizer_state.encode(),
+        clip,
         created_at: now,
     }
 }
@@ -178,8 +189,12 @@ pub struct ModelInfo {
 pub struct PrivacyInfo {
     /// Noise mechanism.
     pub mechanism: NoiseMechanism,
-    /// L2 clip.
+    /// L2 clip of rounds on the newest model version (with adaptive clipping, where the
+    /// last completed round moved it; each round's DP plan carries the clip it uses).
     pub clip_norm: f64,
+    /// Adaptive clipping, when the population uses it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_clip: Option<AdaptiveClipConfig>,
     /// Noise multiplier of the surviving sum.
     pub noise_multiplier: f64,
     /// Modular bit width.
@@ -419,7 +434,8 @@ impl Service {
             },
             privacy: PrivacyInfo {
                 mechanism: p.mechanism,
-                clip_norm: p.clip_norm,
+                clip_norm: crate::driver::round_clip(&c, latest.clip),
+                adaptive_clip: p.adaptive_clip,
                 noise_multiplier: p.noise_multiplier,
                 bits: p.bits,
                 delta: p.delta,

@@ -91,7 +91,8 @@ fn a_round_that_would_exceed_the_budget_is_refused() {
         common::small_catalog(),
     )
     .unwrap();
-    let plan = covey_server::driver::plan_for(&config, 3, [0; 32]).unwrap();
+    let plan =
+        covey_server::driver::plan_for(&config, 3, config.privacy().clip_norm, [0; 32]).unwrap();
     let one_round = covey_server::driver::epsilon_after(&config, &[], &plan, 3).unwrap();
     let two_rounds = {
         let first = covey_server::storage::LedgerEntry {

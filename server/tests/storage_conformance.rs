@@ -6,6 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
+use covey_protocol::dp::ClipEstimate;
 use covey_protocol::secagg::Stage;
 use covey_server::Error;
 use covey_server::storage::{
@@ -51,6 +52,7 @@ fn model(pop: &str, version: u64, round_id: Option<i64>, values: &[f32]) -> Mode
         digest: sha256(&params),
         params,
         optimizer_state: covey_server::model_blob::encode(&[]),
+        clip: None,
         created_at: 3_000 + version as i64,
     }
 }
@@ -175,8 +177,10 @@ fn signing_keys_are_stored_with_devices_and_unique_within_a_population() {
     });
 }
 
-/// The version-1 tables of a database made before devices registered signing keys, with
-/// one device in it; `token` renders a 32-byte token hash as the backend's byte literal.
+/// The version-1 tables of a database made before devices registered signing keys and
+/// model versions carried a clip, with one device and one model version in it; `token`
+/// renders a 32-byte token hash as the backend's byte literal (it also stands in for the
+/// model's blobs and digest).
 fn version_1_database(int: &str, blob: &str, token: &str) -> String {
     format!(
         "CREATE TABLE covey_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -186,13 +190,19 @@ fn version_1_database(int: &str, blob: &str, token: &str) -> String {
          CREATE TABLE devices (id TEXT PRIMARY KEY,
              population TEXT NOT NULL REFERENCES populations(name),
              token_hash {blob} NOT NULL UNIQUE, registered_at {int} NOT NULL);
+         CREATE TABLE model_versions (population TEXT NOT NULL REFERENCES populations(name),
+             version {int} NOT NULL, round_id {int}, params {blob} NOT NULL,
+             optimizer_state {blob} NOT NULL, digest {blob} NOT NULL,
+             created_at {int} NOT NULL, PRIMARY KEY (population, version));
          INSERT INTO populations VALUES ('old', '', '', 1);
-         INSERT INTO devices VALUES ('old-device', 'old', {token}, 2);"
+         INSERT INTO devices VALUES ('old-device', 'old', {token}, 2);
+         INSERT INTO model_versions VALUES ('old', 0, NULL, {token}, {token}, {token}, 3);"
     )
 }
 
 /// A version-1 database opens migrated: old devices keep working without a key, new ones
-/// register keys, and opening again changes nothing.
+/// register keys; the old model version has no clip (rounds on it use the population's
+/// `clip_norm`), a new one keeps its clip; opening again changes nothing.
 fn check_migrated(store: &dyn Storage) {
     let old = store.device_by_token(&TokenHash([7; 32])).unwrap().unwrap();
     assert_eq!((old.id.as_str(), old.signing_key), ("old-device", None));
@@ -201,6 +211,17 @@ fn check_migrated(store: &dyn Storage) {
         keyed_device(store, "old", [3; 32]),
         Err(Error::AlreadyExists("signing key"))
     ));
+    let v0 = store.model("old", 0).unwrap().unwrap();
+    assert_eq!((v0.params, v0.clip), (vec![7; 32], None));
+    let v1 = ModelRecord {
+        clip: Some(0.375),
+        ..model("old", 1, None, &[1.0])
+    };
+    store.put_model(&v1).unwrap();
+    assert_eq!(
+        store.latest_model("old").unwrap().unwrap().clip,
+        Some(0.375)
+    );
 }
 
 #[test]
@@ -254,6 +275,13 @@ fn check_migrated_again(store: &dyn Storage) {
         keyed_device(store, "old", [3; 32]),
         Err(Error::AlreadyExists("signing key"))
     ));
+    let clips: Vec<_> = store
+        .models("old")
+        .unwrap()
+        .iter()
+        .map(|m| m.clip)
+        .collect();
+    assert_eq!(clips, [None, Some(0.375)]);
 }
 
 #[test]
@@ -269,6 +297,25 @@ fn model_versions_are_exact_and_never_overwritten() {
         assert_eq!((latest.version, latest.bytes), (0, v0.params.len() as u64));
         assert_eq!(latest.digest, v0.digest);
         assert!(store.model(&pop, 1).unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_model_version_keeps_the_clip_adaptive_clipping_set() {
+    on_every_backend(|store| {
+        let pop = population(store);
+        store.put_model(&model(&pop, 0, None, &[1.0])).unwrap();
+        let v1 = ModelRecord {
+            clip: Some(0.123_456_789_012_345),
+            ..model(&pop, 1, None, &[2.0])
+        };
+        store.put_model(&v1).unwrap();
+        assert_eq!(store.model(&pop, 1).unwrap(), Some(v1));
+        assert_eq!(store.model(&pop, 0).unwrap().unwrap().clip, None);
+        let latest = store.latest_model(&pop).unwrap().unwrap();
+        assert_eq!(latest.clip, Some(0.123_456_789_012_345), "bit-exact");
+        let clips: Vec<_> = store.models(&pop).unwrap().iter().map(|m| m.clip).collect();
+        assert_eq!(clips, [None, Some(0.123_456_789_012_345)]);
     });
 }
 
@@ -399,6 +446,12 @@ fn fixing_the_cohort_dismisses_the_unselected_and_the_profile_is_kept() {
             unmask_ms: 12.0,
             decode_ms: 0.75,
             optimizer_ms: 0.25,
+            clip: Some(0.75),
+            adaptive: Some(ClipEstimate {
+                unclipped_fraction: 0.625,
+                fraction_stddev: 0.05,
+                next_clip: 0.7,
+            }),
         };
         assert_eq!(store.round_profile(id).unwrap(), None);
         store
@@ -406,13 +459,18 @@ fn fixing_the_cohort_dismisses_the_unselected_and_the_profile_is_kept() {
                 round_id: id,
                 from: unmask,
                 survivors: vec![1, 4],
-                model: model(&pop, 1, Some(id), &[0.5]),
+                // The clip adaptive clipping set is published with the version, atomically.
+                model: ModelRecord {
+                    clip: Some(0.7),
+                    ..model(&pop, 1, Some(id), &[0.5])
+                },
                 charge: charge(&pop, 1, id, 0.5, 0.5),
                 profile: profile.clone(),
                 now: 9_000,
             })
             .unwrap();
         assert_eq!(store.round_profile(id).unwrap(), Some(profile));
+        assert_eq!(store.latest_model(&pop).unwrap().unwrap().clip, Some(0.7));
     });
 }
 

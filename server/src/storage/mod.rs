@@ -16,6 +16,7 @@ mod schema;
 mod sql;
 mod sqlite;
 
+use covey_protocol::dp::ClipEstimate;
 use covey_protocol::secagg::Stage;
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +29,7 @@ pub use sqlite::SqliteStorage;
 
 /// Format version of the database schema this build writes. Older databases are migrated
 /// forward when opened (see `schema::MIGRATIONS`); a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A round's id, unique across populations.
 pub type RoundId = i64;
@@ -77,6 +78,9 @@ pub struct ModelRecord {
     pub params: Vec<u8>,
     /// Encoded optimizer state (FedAdam moments; empty vectors for FedAvg).
     pub optimizer_state: Vec<u8>,
+    /// The L2 clip of rounds trained on this version, as adaptive clipping set it from the
+    /// round that produced it (`None`: the population's `privacy.clip_norm`).
+    pub clip: Option<f64>,
     /// SHA-256 of `params`, served as the download's ETag.
     pub digest: [u8; 32],
     /// Publication time.
@@ -84,7 +88,7 @@ pub struct ModelRecord {
 }
 
 /// A model version without its blobs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelMeta {
     /// Version number.
     pub version: u64,
@@ -94,6 +98,8 @@ pub struct ModelMeta {
     pub bytes: u64,
     /// SHA-256 of the encoded parameters.
     pub digest: [u8; 32],
+    /// [`ModelRecord::clip`].
+    pub clip: Option<f64>,
     /// Publication time.
     pub created_at: Millis,
 }
@@ -314,6 +320,13 @@ pub struct RoundProfile {
     pub decode_ms: f64,
     /// The server optimizer step, ms.
     pub optimizer_ms: f64,
+    /// The L2 clip of the round's DP plan (absent in profiles stored before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<f64>,
+    /// With adaptive clipping: the noised fraction of survivors within the clip and the
+    /// clip it set for the next round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<ClipEstimate>,
 }
 
 /// One SecAgg+ stage of a [`RoundProfile`].

@@ -124,11 +124,17 @@ CREATE TABLE IF NOT EXISTS leases (
 /// - 1 → 2: devices may register an Ed25519 signing key for signed SecAgg+ sessions; a key
 ///   identifies one device within its population (NULLs, devices without a key, are
 ///   distinct in both backends).
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "ALTER TABLE devices ADD COLUMN signing_key {BLOB};
-     CREATE UNIQUE INDEX devices_by_signing_key ON devices(population, signing_key);",
-)];
+/// - 2 → 3: a model version carries the clip that adaptive clipping set for the rounds
+///   trained on it (NULL: the population's fixed `clip_norm`), so a restarted server
+///   resumes the clip where the last completed round left it.
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "ALTER TABLE devices ADD COLUMN signing_key {BLOB};
+         CREATE UNIQUE INDEX devices_by_signing_key ON devices(population, signing_key);",
+    ),
+    (2, "ALTER TABLE model_versions ADD COLUMN clip {REAL};"),
+];
 
 /// Fills a DDL template's type placeholders for a backend.
 fn fill(template: &str, types: Types) -> String {

@@ -69,8 +69,13 @@ impl Row {
         u64::try_from(self.int(i)?).map_err(|_| corrupt(format!("column {i} is negative")))
     }
     fn real(&self, i: usize) -> Result<f64> {
+        self.opt_real(i)?
+            .ok_or_else(|| corrupt(format!("column {i} is NULL")))
+    }
+    fn opt_real(&self, i: usize) -> Result<Option<f64>> {
         match self.cell(i)? {
-            Value::Real(Some(v)) => Ok(*v),
+            Value::Real(v) => Ok(*v),
+            v if v.is_null() => Ok(None),
             other => Err(corrupt(format!("column {i} is {other:?}, not a number"))),
         }
     }
@@ -167,7 +172,7 @@ fn decode_members(bytes: &[u8]) -> Result<Vec<u32>> {
 
 const ROUND_COLUMNS: &str = "id, population, base_version, state, stage, opened_at, deadline, \
                              session, survivors, reason, updated_at, dp_plan";
-const MODEL_META_COLUMNS: &str = "version, round_id, length(params), digest, created_at";
+const MODEL_META_COLUMNS: &str = "version, round_id, length(params), digest, created_at, clip";
 const LEDGER_COLUMNS: &str = "population, seq, round_id, survivors, event, epsilon_round, \
                               epsilon_total, delta, created_at";
 
@@ -206,6 +211,7 @@ fn model_meta_from_row(row: &Row) -> Result<ModelMeta> {
         bytes: row.uint(2)?,
         digest: row.digest(3)?,
         created_at: row.int(4)?,
+        clip: row.opt_real(5)?,
     })
 }
 
@@ -325,8 +331,8 @@ fn insert_model(tx: &mut dyn Tx, m: &ModelRecord) -> Result<()> {
     insert_new(
         tx,
         "INSERT INTO model_versions \
-         (population, version, round_id, params, optimizer_state, digest, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+         (population, version, round_id, params, optimizer_state, digest, created_at, clip) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         &[
             text(&m.population),
             uint(m.version)?,
@@ -335,6 +341,7 @@ fn insert_model(tx: &mut dyn Tx, m: &ModelRecord) -> Result<()> {
             blob(&m.optimizer_state),
             blob(&m.digest),
             int(m.created_at),
+            Value::Real(m.clip),
         ],
         "model version",
     )
@@ -466,8 +473,8 @@ impl<D: Database> Storage for SqlStorage<D> {
 
     fn model(&self, population: &str, version: u64) -> Result<Option<ModelRecord>> {
         self.query_one(
-            "SELECT population, version, round_id, params, optimizer_state, digest, created_at \
-             FROM model_versions WHERE population = $1 AND version = $2",
+            "SELECT population, version, round_id, params, optimizer_state, digest, created_at, \
+             clip FROM model_versions WHERE population = $1 AND version = $2",
             &[text(population), uint(version)?],
             |row| {
                 Ok(ModelRecord {
@@ -478,6 +485,7 @@ impl<D: Database> Storage for SqlStorage<D> {
                     optimizer_state: row.blob(4)?,
                     digest: row.digest(5)?,
                     created_at: row.int(6)?,
+                    clip: row.opt_real(7)?,
                 })
             },
         )

@@ -178,6 +178,24 @@ impl TestServer {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         covey_server::service::init_population(&*store, &SystemClock, &mut rng, &config)
             .expect("init population");
+        Self::on(dir, store, http, drive)
+    }
+
+    /// Shuts this server down and starts a new one on the same data directory (a restart:
+    /// nothing survives but the database).
+    pub fn restart(mut self, http: HttpConfig, drive: bool) -> Self {
+        if let Some(running) = self.running.take() {
+            self.runtime
+                .block_on(running.shutdown())
+                .expect("clean shutdown");
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let store = ops::open_storage(dir.path(), None).expect("storage reopens");
+        Self::on(dir, store, http, drive)
+    }
+
+    /// Serves `store`, kept in `dir`, on loopback in a fresh runtime.
+    fn on(dir: tempfile::TempDir, store: Arc<dyn Storage>, http: HttpConfig, drive: bool) -> Self {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let options = ServeOptions {
             tick: drive.then_some(Duration::from_millis(20)),
