@@ -233,6 +233,34 @@ fn without_dp_the_final_federated_model_nears_centralized_mf() {
     );
 }
 
+/// `--adaptive-clip`: the SDK devices send the "within the clip" bit the server's plan asks
+/// for, and the server moves the clip from their noised count. Started far above every
+/// upload, nearly every member is within it (a device that left the bit out would pull the
+/// decoded fraction to ½), so the clip shrinks round after round.
+#[test]
+fn adaptive_clipping_moves_the_clip_from_the_devices_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.html");
+    let json = run_fleet(&report, &["--adaptive-clip", "0.5", "--clip", "1e6"]);
+    assert_eq!(f(&json["settings"]["adaptive_clip"]), 0.5);
+    let rounds = json["rounds"].as_array().unwrap();
+    let mut clip = 1e6;
+    for r in rounds {
+        assert_eq!(r["status"], "completed", "{r}");
+        let round_clip = f(&r["clip"]);
+        assert!(round_clip <= clip, "the clip never grows here: {r}");
+        // At most ~10 participants and count noise 12/20 = 0.6 members: σ ≤ 0.1 on the
+        // fraction; every update is within 1e6.
+        assert!(f(&r["within_clip"]) > 0.6, "{r}");
+        clip = round_clip;
+    }
+    assert_eq!(f(&rounds[0]["clip"]), 1e6, "the first round uses --clip");
+    assert!(
+        f(&rounds[1]["clip"]) < 1e6,
+        "the second round's clip moved: {rounds:?}"
+    );
+}
+
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
     for (args, reason) in [
@@ -242,6 +270,7 @@ fn bad_arguments_are_refused_with_a_reason() {
         (&["--rounds", "0"][..], "--rounds"),
         (&["--server-schedule", "step"][..], "--server-schedule"),
         (&["--server-final-lr", "0"][..], "--server-final-lr"),
+        (&["--adaptive-clip", "1"][..], "--adaptive-clip"),
     ] {
         let out = covey().arg("fleet").args(args).output().unwrap();
         assert!(!out.status.success());

@@ -25,7 +25,7 @@ use covey_model::{
     train_centralized,
 };
 use covey_protocol::accounting::{self, AccountantKind, PrivacyEvent, Sampling};
-use covey_protocol::dp::{NoiseKind, PlanRequest, choose_plan};
+use covey_protocol::dp::{AdaptiveClipping, NoiseKind, PlanRequest, choose_plan};
 use covey_server::ops::Running;
 use covey_server::storage::Storage;
 use rand_chacha::ChaCha20Rng;
@@ -79,6 +79,12 @@ pub struct FleetArgs {
     /// every upload of the default population, so no member is re-weighted).
     #[arg(long)]
     clip: Option<f64>,
+    /// Adaptive clipping (Andrew et al. 2021) towards this quantile of the members' update
+    /// norms, starting from --clip: the server moves the clip every round from a noised,
+    /// securely summed count of the members within it (learning rate 0.2, count noise
+    /// cohort / 20 members, the paper's defaults), paid for out of the same noise budget.
+    #[arg(long, value_name = "QUANTILE")]
+    adaptive_clip: Option<f64>,
     /// Cohort size per round (default: every consenting device, at most 1000); when smaller,
     /// the server draws it at random from the devices that check in.
     #[arg(long)]
@@ -212,6 +218,9 @@ fn check_args(args: &FleetArgs) -> Result<(), FleetError> {
     }
     if args.clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
         return usage("--clip must be a positive number");
+    }
+    if args.adaptive_clip.is_some_and(|q| !(q > 0.0 && q < 1.0)) {
+        return usage("--adaptive-clip must be a quantile in (0, 1)");
     }
     if !matches!(args.optimizer.as_str(), "fedadam" | "fedavg") {
         return usage("--optimizer must be fedadam or fedavg");
@@ -368,6 +377,7 @@ fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
         delta: args.delta,
         noise_multiplier: spec.noise_multiplier,
         clip_norm: spec.clip_norm,
+        adaptive_clip: spec.adaptive_clip.map(|a| a.target_quantile),
         cohort,
         available_per_round: per_round,
         items: data.dataset.catalog.len(),
@@ -492,6 +502,10 @@ fn population_spec(
     // aborts (correctly) instead of completing.
     let dropout_tolerance = (3.0 * args.dropout + 0.1).clamp(0.1, 0.6);
     let cohort_min = (cohort / 2).max(2);
+    let adaptive = args.adaptive_clip.map(|quantile| AdaptiveClipping {
+        target_quantile: quantile,
+        ..AdaptiveClipping::defaults_for(u32::try_from(cohort).unwrap_or(u32::MAX))
+    });
     let (mechanism, clip, noise, budget, bits) = match args.epsilon {
         Some(epsilon) => {
             let clip = args.clip.unwrap_or(0.5);
@@ -504,6 +518,7 @@ fn population_spec(
             );
             request.noise = NoiseKind::Skellam;
             request.max_dropout = dropout_tolerance;
+            request.adaptive = adaptive;
             let bits = choose_plan(&request)?.bits;
             request.bits = Some(bits);
             // The server checks the budget against a round of `cohort_min` before opening
@@ -531,6 +546,7 @@ fn population_spec(
         delta: args.delta,
         clip_norm: clip,
         noise_multiplier: noise,
+        adaptive_clip: adaptive,
         bits,
         cohort_min,
         cohort_max: cohort,
@@ -586,9 +602,16 @@ fn calibrate_noise(
     delta: f64,
     rounds: u32,
 ) -> Result<f64, FleetError> {
-    let events_for = |z: f64| {
+    // With adaptive clipping a plan needs z < 2 σ_b (the count's share of the noise comes
+    // out of the update's), so the search runs over t > 0 with z = 2 σ_b · t / (1 + t),
+    // which covers that range monotonically (the search doubles t from 1).
+    let multiplier = |t: f64| match &request.adaptive {
+        Some(a) => 2.0 * a.count_stddev * t / (1.0 + t),
+        None => t,
+    };
+    let events_for = |t: f64| {
         let request = PlanRequest {
-            noise_multiplier: z,
+            noise_multiplier: multiplier(t),
             ..request.clone()
         };
         match choose_plan(&request) {
@@ -601,8 +624,17 @@ fn calibrate_noise(
             Err(_) => vec![PrivacyEvent::subsampled_gaussian(0.0, 1.0, 1)],
         }
     };
-    accounting::calibrate(AccountantKind::Rdp, epsilon, delta, events_for)
-        .map_err(|e| FleetError::Usage(format!("--epsilon {epsilon}: {e}")))
+    let t =
+        accounting::calibrate(AccountantKind::Rdp, epsilon, delta, events_for).map_err(|e| {
+            let adaptive = if request.adaptive.is_some() {
+                " (with --adaptive-clip the multiplier must stay below twice the count's noise, \
+             cohort / 20 members: raise --cohort)"
+            } else {
+                ""
+            };
+            FleetError::Usage(format!("--epsilon {epsilon}: {e}{adaptive}"))
+        })?;
+    Ok(multiplier(t))
 }
 
 /// The quality of the population's model `version` on the held-out items.
@@ -677,6 +709,8 @@ fn round_row(
         bytes_per_member: completed.iter().map(|o| o.upload_bytes).max().unwrap_or(0),
         seconds: run.seconds,
         epsilon,
+        clip: profile.clip,
+        within_clip: profile.adaptive.map(|a| a.unclipped_fraction),
         quality,
         timings,
     }

@@ -44,8 +44,10 @@ pub struct Settings {
     pub delta: f64,
     /// Noise multiplier of each round's surviving sum.
     pub noise_multiplier: f64,
-    /// L2 clip of one update.
+    /// L2 clip of one update (with adaptive clipping: of the first round).
     pub clip_norm: f64,
+    /// `--adaptive-clip`: the target quantile of the update norms, when the clip adapts.
+    pub adaptive_clip: Option<f64>,
     /// Cohort size (`cohort_max`).
     pub cohort: usize,
     /// Devices that try each round (the server selects the cohort among those checking in).
@@ -144,6 +146,11 @@ pub struct RoundRow {
     pub seconds: f64,
     /// ε spent by the population after this round.
     pub epsilon: f64,
+    /// The L2 clip of the round's DP plan (`None` if its cohort was never fixed).
+    pub clip: Option<f64>,
+    /// With adaptive clipping: the noised fraction of participants whose update was within
+    /// the clip (the count that set the next round's clip).
+    pub within_clip: Option<f64>,
     /// The published model's quality (the previous one when the round aborted).
     pub quality: Quality,
     /// Where the time went.
@@ -192,6 +199,17 @@ pub struct Final {
     pub rounds_seconds: f64,
 }
 
+/// The clip setting as the table's header states it.
+fn clip_label(s: &Settings) -> String {
+    match s.adaptive_clip {
+        Some(quantile) => format!(
+            "adaptive clip from {} towards the {quantile} quantile of the update norms",
+            s.clip_norm
+        ),
+        None => format!("clip {}", s.clip_norm),
+    }
+}
+
 /// The per-round table as text.
 pub fn table(report: &FleetReport) -> String {
     let s = &report.settings;
@@ -210,17 +228,19 @@ pub fn table(report: &FleetReport) -> String {
         s.available_per_round,
         match s.epsilon_target {
             Some(e) => format!(
-                "DP target ε = {e} at δ = {:e} (noise multiplier {:.3}, clip {})",
-                s.delta, s.noise_multiplier, s.clip_norm
+                "DP target ε = {e} at δ = {:e} (noise multiplier {:.3}, {})",
+                s.delta,
+                s.noise_multiplier,
+                clip_label(s)
             ),
-            None => format!("no DP target (clip {}, negligible noise)", s.clip_norm),
+            None => format!("no DP target ({}, negligible noise)", clip_label(s)),
         },
         s.optimizer,
         s.seed
     );
     let _ = writeln!(
         out,
-        "{:>5} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>9} {:>10} {:>7} {:>8} {:>8}",
+        "{:>5} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>9} {:>10} {:>9} {:>7} {:>7} {:>8} {:>8}",
         "round",
         "available",
         "checkin",
@@ -230,6 +250,8 @@ pub fn table(report: &FleetReport) -> String {
         "failed",
         "bytes/mbr",
         "seconds",
+        "clip",
+        "within",
         "ε",
         "HR@10",
         "NDCG@10"
@@ -237,7 +259,8 @@ pub fn table(report: &FleetReport) -> String {
     for r in &report.rounds {
         let _ = writeln!(
             out,
-            "{:>5} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>9} {:>10.2} {:>7.3} {:>8.4} {:>8.4}{}",
+            "{:>5} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>9} {:>10.2} {:>9} {:>7} {:>7.3} {:>8.4} \
+             {:>8.4}{}",
             r.round,
             r.available,
             r.checked_in,
@@ -247,6 +270,9 @@ pub fn table(report: &FleetReport) -> String {
             r.failed,
             r.bytes_per_member,
             r.seconds,
+            r.clip.map_or_else(|| "-".to_owned(), |c| format!("{c:.4}")),
+            r.within_clip
+                .map_or_else(|| "-".to_owned(), |b| format!("{b:.3}")),
             r.epsilon,
             r.quality.hr_at_10,
             r.quality.ndcg_at_10,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use covey_model::{Catalog, ModelConfig, ParamLayout, UpdateLayout, write_catalog_csv};
+use covey_protocol::dp::AdaptiveClipping;
 use covey_protocol::dp::rotation::padded_len;
 use covey_protocol::secagg::{AdversaryClass, ThreatModel, params};
 use covey_server::ops::{self, Running, ServeOptions};
@@ -29,8 +30,11 @@ pub struct PopulationSpec {
     pub delta: f64,
     /// L2 clip of one update.
     pub clip_norm: f64,
-    /// Noise multiplier of the surviving sum.
+    /// Noise multiplier of the surviving sum (with adaptive clipping: of the update and
+    /// the clip count together).
     pub noise_multiplier: f64,
+    /// Adaptive clipping (`[privacy.adaptive_clip]`), `clip_norm` being the first clip.
+    pub adaptive_clip: Option<AdaptiveClipping>,
     /// Modular bit width of the secure sum.
     pub bits: u32,
     /// Smallest cohort a round starts with.
@@ -140,12 +144,19 @@ impl PopulationSpec {
              min_history_items = {}\n",
             m.unobserved_weight, m.l2_user, m.l2_item, m.item_step, m.min_history_items
         );
+        let adaptive = self.adaptive_clip.map_or_else(String::new, |a| {
+            format!(
+                "\n[privacy.adaptive_clip]\ntarget_quantile = {}\nlearning_rate = {}\n\
+                 count_stddev = {}\n",
+                a.target_quantile, a.learning_rate, a.count_stddev
+            )
+        });
         format!(
             "[population]\nname = \"{population}\"\n\n\
              [model]\ndim = {}\nfeature_rows = {}\ncatalog = \"items.csv\"\n\n\
              [model.training]\n{training}\n\
              [privacy]\nmechanism = \"{}\"\nepsilon_budget = {:e}\ndelta = {:e}\n\
-             clip_norm = {}\nnoise_multiplier = {}\nbits = {}\naccountant = \"rdp\"\n\n\
+             clip_norm = {}\nnoise_multiplier = {}\nbits = {}\naccountant = \"rdp\"\n{adaptive}\n\
              [secagg]\ncohort_min = {}\ncohort_max = {}\ncheck_in_max = {}\n\
              dropout_tolerance = {}\nadversarial_fraction = {ADVERSARIAL_FRACTION}\n\n\
              [deadlines]\ncheck_in = {}\nadvertise_keys = {}\nshare_keys = {light}\n\
