@@ -80,12 +80,26 @@ impl std::fmt::Debug for EncodeScratch {
 impl EncodeScratch {
     /// Sizes every buffer for a transform split as `stages`.
     fn prepare(&mut self, padded: usize, stages: Stages) {
-        self.rotated.resize(padded, 0.0);
-        self.tile.resize(stages.tile_len(), 0.0);
-        self.batch.resize(BATCH, 0);
+        self.rotated.resize(padded + WORDS_PER_LINE, 0.0);
+        self.tile.resize(stages.tile_len() + WORDS_PER_LINE, 0.0);
+        self.batch.resize(BATCH + WORDS_PER_LINE, 0);
         self.coin_heads.resize(COIN_BYTES * BATCH, 0);
         self.noise_heads.resize(HEAD_BYTES * BATCH, 0);
     }
+}
+
+/// Bytes per cache line (and per AVX-512 vector).
+const LINE: usize = 64;
+/// 4-byte elements (f32, u32) per line: the slack a [`line_aligned`] buffer needs.
+const WORDS_PER_LINE: usize = LINE / 4;
+
+/// The `len` elements of `buffer` from its first [`LINE`]-aligned element. Why: a vector or
+/// tile row that straddles two cache lines costs two accesses (and, in the tile stage's
+/// strided gathers, two line fills); `buffer` holds `LINE` bytes of slack for the shift
+/// ([`EncodeScratch::prepare`]).
+fn line_aligned<T>(buffer: &mut [T], len: usize) -> &mut [T] {
+    let start = buffer.as_ptr().align_offset(LINE).min(buffer.len() - len);
+    &mut buffer[start..start + len]
 }
 
 /// How a member draws its noise share.
@@ -213,7 +227,7 @@ impl Encoder {
         let stages = Stages::of(padded);
         scratch.prepare(padded, stages);
         let norm = finite_norm(
-            self.rotate_blocks(update, &mut scratch.rotated, stages),
+            self.rotate_blocks(update, line_aligned(&mut scratch.rotated, padded), stages),
             update,
         )?;
         // Clip, scale and the rotation's 1/√n in one gain. The clip target sits FLOAT_ROOM
@@ -326,6 +340,9 @@ impl Encoder {
             coin_heads,
             noise_heads,
         } = scratch;
+        let rotated = line_aligned(rotated, values.len());
+        let tile = line_aligned(tile, stages.tile_len());
+        let batch = line_aligned(batch, BATCH);
         let (mut norm_sq, mut exact_sq) = (0.0, 0u128);
         for col in stages.columns() {
             stages.gather(rotated, col, tile);
@@ -497,7 +514,8 @@ mod tests {
         let stages = Stages::of(padded);
         let mut scratch = EncodeScratch::default();
         scratch.prepare(padded, stages);
-        let norm = encoder.rotate_blocks(&update(20_000, 6), &mut scratch.rotated, stages);
+        let rotated = line_aligned(&mut scratch.rotated, padded);
+        let norm = encoder.rotate_blocks(&update(20_000, 6), rotated, stages);
         let gain = encoder.plan.scale / norm.sqrt().max(1.0) / (padded as f64).sqrt();
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let mut coins = Coins::from_rng(&mut ChaCha20Rng::seed_from_u64(8));
