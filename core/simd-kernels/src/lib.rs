@@ -3,7 +3,7 @@
 //! The workspace compiles for baseline x86-64 (SSE2) so that one binary runs everywhere, but
 //! the encoder's hot loops — the Walsh–Hadamard butterflies, the fixed-point stochastic
 //! rounding and the alias-table noise draws — are several times faster with AVX-512: 16 f32
-//! or 8 f64 lanes, mask registers for blends and compares, gathers for the table lookups.
+//! or 8 f64 lanes, mask registers for blends and compares.
 //! This crate holds those kernels behind [`Avx512`], a proof token that only
 //! [`Avx512::detect`] can create (after `cpuid` says the CPU has the features), so every
 //! kernel is a safe method. Callers keep their portable code as the fallback (phones are
@@ -197,8 +197,7 @@ impl Avx512 {
             values.len()
         );
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `self` exists only when `detect` found every feature the kernel enables;
-        // the table and heads lengths are checked above.
+        // SAFETY: `self` exists only when `detect` found every feature the kernel enables.
         unsafe {
             x86::alias_draws(table, index_bits, radius, heads, values, mask)
         }
