@@ -244,7 +244,13 @@ pub(crate) unsafe fn alias_draws(
         // (24 − index_bits)` with head < 2^24, so below 2^index_bits = table.len().
         let mut indexes = [0u32; LANES];
         store_u32(&mut indexes, index);
-        let entry = load_u32(&indexes.map(|i| table[i as usize]));
+        // A plain loop, not `array::map`: a closure does not inherit the target features,
+        // and the call per group was measured to cost more than the loads.
+        let mut entries = [0u32; LANES];
+        for (e, &i) in entries.iter_mut().zip(&indexes) {
+            *e = table[i as usize];
+        }
+        let entry = load_u32(&entries);
         let threshold = _mm512_srlv_epi32(entry, shift);
         if _mm512_cmpeq_epi32_mask(coin, threshold) != 0 {
             // A tied head: the caller settles this group with further coin bits.
