@@ -8,6 +8,9 @@
 //! - `secagg_floor/pairwise_keys/k`: the k X25519 agreements (and HKDFs) on the pairwise mask
 //!   keys that the masked-input stage must run besides masking: with a fast keystream this
 //!   fixed work, not the masking, is what separates the stage from the keystream floor.
+//! - `secagg_x25519/{dalek,batch}/k`: those k agreements alone, one by one on x25519-dalek
+//!   (the baseline) and as the stage runs them, one batch (eight IFMA ladders at once where
+//!   the CPU has AVX-512 IFMA); the ratio table prints both per agreement.
 //! - `secagg_server/unmask/n1000_m100000/drop{0,10,30}`: the server's unmask stage (accept
 //!   the responses, reconstruct seeds, remove masks) for n = 1000, m = 100 000, with the
 //!   given fraction dropped after sharing keys (the costly case: their pairwise masks must
@@ -129,8 +132,20 @@ fn bench_client(c: &mut Criterion) {
             floor.bench_function(format!("pairwise_keys/k{k}"), |b| {
                 b.iter(|| keys.derive_all())
             });
+            floor.finish();
+            let mut x25519 = c.benchmark_group("secagg_x25519");
+            x25519
+                .sample_size(10)
+                .warm_up_time(Duration::from_secs(1))
+                .measurement_time(Duration::from_secs(2));
+            x25519.bench_function(format!("dalek/k{k}"), |b| {
+                b.iter(|| keys.agree_one_by_one())
+            });
+            x25519.bench_function(format!("batch/k{k}"), |b| b.iter(|| keys.agree_batched()));
+            x25519.finish();
+        } else {
+            floor.finish();
         }
-        floor.finish();
     }
 }
 
@@ -272,6 +287,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 /// ours (each of our figures the median of three runs), so both sides of a ratio see the
 /// same machine load; medians of the rounds.
 fn ratio_table(_: &mut Criterion) {
+    x25519_table();
     println!("\nSecAgg+ client, one member (medians of 5 interleaved rounds):");
     println!(
         "| k | m | masked-input s | keystream floor s | masked/floor | k pairwise keys s | masked/(floor+keys) | all stages s | Flower masked s | Flower all s | Flower/ours (all) |"
@@ -322,6 +338,29 @@ fn ratio_table(_: &mut Criterion) {
             show(peer_masked),
             show(peer_all),
         );
+    }
+}
+
+/// Per-agreement cost of the k pairwise agreements, x25519-dalek one by one vs one batch,
+/// interleaved in the same rounds (medians of 5 rounds of 5 runs each).
+fn x25519_table() {
+    println!("\nX25519, one member's k agreements (no HKDF), per agreement:");
+    println!("| k | x25519-dalek µs | batch µs | dalek / batch |");
+    println!("|---|---|---|---|");
+    for k in [16, 32, 72] {
+        let keys = PairwiseKeys::new(k);
+        let (mut dalek, mut batch) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            dalek.push(median_seconds(5, || {
+                black_box(keys.agree_one_by_one());
+            }));
+            batch.push(median_seconds(5, || {
+                black_box(keys.agree_batched());
+            }));
+        }
+        let per = |v: Vec<f64>| median(v).unwrap_or(f64::NAN) * 1e6 / k as f64;
+        let (dalek, batch) = (per(dalek), per(batch));
+        println!("| {k} | {dalek:.1} | {batch:.1} | {:.1}× |", dalek / batch);
     }
 }
 

@@ -179,13 +179,13 @@ impl PairwiseKeys {
         }
     }
 
-    /// All k agreements and seed derivations, as the masked-input stage runs them.
+    /// All k agreements (one batch) and seed derivations, as the masked-input stage runs them.
     pub fn derive_all(&self) -> u8 {
         let session = SessionId([0x42; 32]);
-        self.peers.iter().enumerate().fold(0, |acc, (i, peer)| {
-            let shared = self.own.agree(peer).expect("honest key");
+        let shared = self.own.agree_many(&self.peers).expect("honest keys");
+        shared.iter().enumerate().fold(0, |acc, (i, shared)| {
             let seed = derive_key(
-                &shared,
+                shared,
                 &session,
                 Purpose::PairwiseMask,
                 Stage::MaskedInput,
@@ -194,6 +194,19 @@ impl PairwiseKeys {
             );
             acc ^ seed[0]
         })
+    }
+
+    /// The k agreements alone, one by one on x25519-dalek (the pre-batch baseline).
+    pub fn agree_one_by_one(&self) -> u8 {
+        self.peers.iter().fold(0, |acc, peer| {
+            acc ^ self.own.agree(peer).expect("honest key")[0]
+        })
+    }
+
+    /// The k agreements alone, as one batch (`AgreementKey::agree_many`).
+    pub fn agree_batched(&self) -> u8 {
+        let shared = self.own.agree_many(&self.peers).expect("honest keys");
+        shared.iter().fold(0, |acc, shared| acc ^ shared[0])
     }
 }
 

@@ -10,7 +10,9 @@
 //! the output for all zeros ([`is_contributory`]), as x25519-dalek's `was_contributory`.
 //!
 //! Secrets are handled in constant time (no branch or index on scalar bits) and wiped:
-//! the clamped scalar, the ladder state and the outputs are zeroised on drop.
+//! the clamped scalar, the ladder state, the result limbs and the outputs are zeroised
+//! on drop. (Register spills of the ladder's temporaries are out of reach of any wiping,
+//! as in x25519-dalek.)
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -29,6 +31,14 @@ pub enum Error {
     /// The requested backend needs CPU features this machine lacks.
     #[error("the {0:?} X25519 backend is not available on this CPU")]
     Unavailable(Backend),
+    /// The output buffer has fewer slots than there are peers.
+    #[error("output buffer holds {slots} agreements, {peers} peers given")]
+    OutputTooShort {
+        /// Agreements requested.
+        peers: usize,
+        /// Slots in the buffer.
+        slots: usize,
+    },
 }
 
 /// How the agreements are computed.
@@ -84,21 +94,22 @@ pub fn agree_many(secret: &[u8; 32], peers: &[[u8; 32]]) -> Vec<Zeroizing<[u8; 3
 /// X25519 of `secret` with each of `peers` on `backend`, written to `out[..peers.len()]`.
 ///
 /// # Errors
-/// [`Error::Unavailable`] when this CPU cannot run `backend` (nothing is written).
-///
-/// # Panics
-/// If `out` is shorter than `peers` (a caller bug, not an input error).
+/// [`Error::Unavailable`] when this CPU cannot run `backend`, [`Error::OutputTooShort`] when
+/// `out` has fewer slots than `peers`; either way nothing is written.
 pub fn agree_many_into(
     backend: Backend,
     secret: &[u8; 32],
     peers: &[[u8; 32]],
     out: &mut [Zeroizing<[u8; 32]>],
 ) -> Result<(), Error> {
-    assert!(out.len() >= peers.len(), "output shorter than peers");
-    let out = &mut out[..peers.len()];
     if !backend.is_available() {
         return Err(Error::Unavailable(backend));
     }
+    let slots = out.len();
+    let out = out.get_mut(..peers.len()).ok_or(Error::OutputTooShort {
+        peers: peers.len(),
+        slots,
+    })?;
     match backend {
         Backend::Portable => agree_portable(secret, peers, out),
         Backend::Ifma => agree_ifma(secret, peers, out),

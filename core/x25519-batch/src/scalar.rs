@@ -40,7 +40,7 @@ pub(crate) fn decode_u(bytes: &[u8; 32]) -> Limbs {
 
 /// The canonical 32-byte encoding of carried limbs (each < 2^52), in constant time.
 pub(crate) fn encode(limbs: &Limbs) -> [u8; 32] {
-    let mut l = *limbs;
+    let mut l = Zeroizing::new(*limbs);
     // One carry round: limbs < 2^51 + 2^5, value < 2p.
     let carries: [u64; 5] = core::array::from_fn(|i| l[i] >> 51);
     for limb in l.iter_mut() {
@@ -61,14 +61,14 @@ pub(crate) fn encode(limbs: &Limbs) -> [u8; 32] {
         l[i] &= MASK51;
     }
     l[4] &= MASK51;
-    let words = [
+    let words = Zeroizing::new([
         l[0] | (l[1] << 51),
         (l[1] >> 13) | (l[2] << 38),
         (l[2] >> 26) | (l[3] << 25),
         (l[3] >> 39) | (l[4] << 12),
-    ];
+    ]);
     let mut out = [0u8; 32];
-    for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+    for (chunk, word) in out.chunks_exact_mut(8).zip(words.iter()) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     out

@@ -215,7 +215,7 @@ fn forced_fallback_and_detected_backend_agree() {
 }
 
 #[test]
-fn unavailable_backend_is_a_typed_error_and_writes_nothing() {
+fn unavailable_backends_and_short_buffers_are_typed_errors_and_write_nothing() {
     let mut out = vec![Zeroizing::new([1u8; 32]); 2];
     let result = agree_many_into(Backend::Ifma, &[3; 32], &[[9; 32]; 2], &mut out);
     if Backend::Ifma.is_available() {
@@ -225,4 +225,10 @@ fn unavailable_backend_is_a_typed_error_and_writes_nothing() {
         assert!(out.iter().all(|shared| **shared == [1u8; 32]));
     }
     assert!(Backend::detect().is_available());
+    let mut short = vec![Zeroizing::new([1u8; 32]); 1];
+    assert_eq!(
+        agree_many_into(Backend::Portable, &[3; 32], &[[9; 32]; 2], &mut short),
+        Err(Error::OutputTooShort { peers: 2, slots: 1 })
+    );
+    assert_eq!(*short[0], [1u8; 32]);
 }
