@@ -61,6 +61,8 @@ pub struct EncodeScratch {
     rotated: Vec<f32>,
     /// One second-stage tile of the rotation.
     tile: Vec<f32>,
+    /// One batch of the tile's coordinates in keystream order, contiguous.
+    chunk: Vec<f32>,
     /// Rounded values of one batch, before they are scattered to the output.
     batch: Vec<u32>,
     /// Keystream bytes of one batch: rounding coin heads and noise heads.
@@ -82,6 +84,7 @@ impl EncodeScratch {
     fn prepare(&mut self, padded: usize, stages: Stages) {
         self.rotated.resize(padded + WORDS_PER_LINE, 0.0);
         self.tile.resize(stages.tile_len() + WORDS_PER_LINE, 0.0);
+        self.chunk.resize(BATCH + WORDS_PER_LINE, 0.0);
         self.batch.resize(BATCH + WORDS_PER_LINE, 0);
         self.coin_heads.resize(COIN_BYTES * BATCH, 0);
         self.noise_heads.resize(HEAD_BYTES * BATCH, 0);
@@ -336,30 +339,41 @@ impl Encoder {
         let EncodeScratch {
             rotated,
             tile,
+            chunk,
             batch,
             coin_heads,
             noise_heads,
         } = scratch;
         let rotated = line_aligned(rotated, values.len());
         let tile = line_aligned(tile, stages.tile_len());
+        let chunk_buffer = line_aligned(chunk, BATCH);
         let batch = line_aligned(batch, BATCH);
+        // Each batch: `rows_per_batch` rows of one group of `order` columns.
+        let order = stages.order_width;
+        let rows_per_batch = (BATCH / order).min(stages.rows);
         let (mut norm_sq, mut exact_sq) = (0.0, 0u128);
         for col in stages.columns() {
             stages.gather(rotated, col, tile);
             stages.transform_tile(tile);
-            for (b, chunk) in tile.chunks(BATCH).enumerate() {
-                let rounded = &mut batch[..chunk.len()];
-                norm_sq += round_batch(chunk, gain, rounded, coin_heads, coins)?;
-                if exact {
-                    exact_sq += exact_norm_sq(rounded);
-                }
-                if self.noise_in_rounding_pass() {
-                    self.add_noise_and_wrap(rounded, noise_heads, coins, rng)?;
-                }
-                let first = b * BATCH;
-                for (r, row) in rounded.chunks_exact(stages.width).enumerate() {
-                    let at = stages.index(col, first + r * stages.width);
-                    copy_row(row, &mut values[at..at + row.len()]);
+            for group in (0..stages.width).step_by(order) {
+                for first_row in (0..stages.rows).step_by(rows_per_batch) {
+                    let chunk = &mut chunk_buffer[..rows_per_batch * order];
+                    for (r, dst) in chunk.chunks_exact_mut(order).enumerate() {
+                        let at = (first_row + r) * stages.width + group;
+                        copy_row(&tile[at..at + order], dst);
+                    }
+                    let rounded = &mut batch[..chunk.len()];
+                    norm_sq += round_batch(chunk, gain, rounded, coin_heads, coins)?;
+                    if exact {
+                        exact_sq += exact_norm_sq(rounded);
+                    }
+                    if self.noise_in_rounding_pass() {
+                        self.add_noise_and_wrap(rounded, noise_heads, coins, rng)?;
+                    }
+                    for (r, row) in rounded.chunks_exact(order).enumerate() {
+                        let at = (first_row + r) * stages.block + col + group;
+                        copy_row(row, &mut values[at..at + order]);
+                    }
                 }
             }
         }
