@@ -63,6 +63,8 @@ pub struct EncodeScratch {
     tile: Vec<f32>,
     /// One batch of the tile's coordinates in keystream order, contiguous.
     chunk: Vec<f32>,
+    /// The encoded tile, written to the output row by row once it is complete.
+    encoded_tile: Vec<u32>,
     /// Rounded values of one batch, before they are scattered to the output.
     batch: Vec<u32>,
     /// Keystream bytes of one batch: rounding coin heads and noise heads.
@@ -85,6 +87,8 @@ impl EncodeScratch {
         self.rotated.resize(padded + WORDS_PER_LINE, 0.0);
         self.tile.resize(stages.tile_len() + WORDS_PER_LINE, 0.0);
         self.chunk.resize(BATCH + WORDS_PER_LINE, 0.0);
+        self.encoded_tile
+            .resize(stages.tile_len() + WORDS_PER_LINE, 0);
         self.batch.resize(BATCH + WORDS_PER_LINE, 0);
         self.coin_heads.resize(COIN_BYTES * BATCH, 0);
         self.noise_heads.resize(HEAD_BYTES * BATCH, 0);
@@ -340,6 +344,7 @@ impl Encoder {
             rotated,
             tile,
             chunk,
+            encoded_tile,
             batch,
             coin_heads,
             noise_heads,
@@ -347,6 +352,7 @@ impl Encoder {
         let rotated = line_aligned(rotated, values.len());
         let tile = line_aligned(tile, stages.tile_len());
         let chunk_buffer = line_aligned(chunk, BATCH);
+        let encoded_tile = line_aligned(encoded_tile, stages.tile_len());
         let batch = line_aligned(batch, BATCH);
         // Each batch: `rows_per_batch` rows of one group of `order` columns.
         let order = stages.order_width;
@@ -371,11 +377,13 @@ impl Encoder {
                         self.add_noise_and_wrap(rounded, noise_heads, coins, rng)?;
                     }
                     for (r, row) in rounded.chunks_exact(order).enumerate() {
-                        let at = (first_row + r) * stages.block + col + group;
-                        copy_row(row, &mut values[at..at + order]);
+                        let at = (first_row + r) * stages.width + group;
+                        copy_row(row, &mut encoded_tile[at..at + order]);
                     }
                 }
             }
+            // Whole tile rows to the output: runs of `width` words, not of `order`.
+            stages.scatter(encoded_tile, col, values);
         }
         Ok((norm_sq, exact_sq))
     }
