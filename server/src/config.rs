@@ -173,7 +173,7 @@ pub struct PrivacyConfig {
     pub epsilon_budget: f64,
     /// δ of the (ε, δ) guarantee.
     pub delta: f64,
-    /// L2 clip of one member's update.
+    /// L2 clip of one member's update (with `adaptive_clip`, of the first round).
     pub clip_norm: f64,
     /// Noise standard deviation over the clip (of the surviving sum).
     pub noise_multiplier: f64,

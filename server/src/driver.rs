@@ -276,6 +276,7 @@ impl Driver {
             clip: Some(plan.clip),
             ..RoundProfile::default()
         };
+        let clip = plan.clip;
         self.live.insert(
             round.id,
             Live {
@@ -291,7 +292,7 @@ impl Driver {
             round = round.id,
             checked_in = members.len(),
             cohort = roster.len(),
-            clip = self.live.get(&round.id).map(|l| l.plan.clip),
+            clip,
             "cohort fixed; SecAgg+ started"
         );
         Ok(())

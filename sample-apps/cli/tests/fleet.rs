@@ -242,7 +242,9 @@ fn adaptive_clipping_moves_the_clip_from_the_devices_count() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.html");
     let json = run_fleet(&report, &["--adaptive-clip", "0.5", "--clip", "1e6"]);
-    assert_eq!(f(&json["settings"]["adaptive_clip"]), 0.5);
+    let adaptive = &json["settings"]["adaptive_clip"];
+    assert_eq!(f(&adaptive["target_quantile"]), 0.5);
+    assert_eq!(f(&adaptive["learning_rate"]), 0.2);
     let rounds = json["rounds"].as_array().unwrap();
     let mut clip = 1e6;
     for r in rounds {
@@ -271,6 +273,7 @@ fn bad_arguments_are_refused_with_a_reason() {
         (&["--server-schedule", "step"][..], "--server-schedule"),
         (&["--server-final-lr", "0"][..], "--server-final-lr"),
         (&["--adaptive-clip", "1"][..], "--adaptive-clip"),
+        (&["--adaptive-clip-lr", "0"][..], "--adaptive-clip-lr"),
     ] {
         let out = covey().arg("fleet").args(args).output().unwrap();
         assert!(!out.status.success());

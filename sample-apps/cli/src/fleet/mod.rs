@@ -81,10 +81,14 @@ pub struct FleetArgs {
     clip: Option<f64>,
     /// Adaptive clipping (Andrew et al. 2021) towards this quantile of the members' update
     /// norms, starting from --clip: the server moves the clip every round from a noised,
-    /// securely summed count of the members within it (learning rate 0.2, count noise
-    /// cohort / 20 members, the paper's defaults), paid for out of the same noise budget.
+    /// securely summed count of the members within it (count noise cohort / 20 members, the
+    /// paper's default), paid for out of the same noise budget.
     #[arg(long, value_name = "QUANTILE")]
     adaptive_clip: Option<f64>,
+    /// Learning rate η of --adaptive-clip: each round the clip changes by at most a factor
+    /// exp(η · max(γ, 1 − γ)) (the paper's 0.2 is made for hundreds of rounds).
+    #[arg(long, default_value_t = 0.2)]
+    adaptive_clip_lr: f64,
     /// Cohort size per round (default: every consenting device, at most 1000); when smaller,
     /// the server draws it at random from the devices that check in.
     #[arg(long)]
@@ -221,6 +225,9 @@ fn check_args(args: &FleetArgs) -> Result<(), FleetError> {
     }
     if args.adaptive_clip.is_some_and(|q| !(q > 0.0 && q < 1.0)) {
         return usage("--adaptive-clip must be a quantile in (0, 1)");
+    }
+    if !(args.adaptive_clip_lr.is_finite() && args.adaptive_clip_lr > 0.0) {
+        return usage("--adaptive-clip-lr must be a positive number");
     }
     if !matches!(args.optimizer.as_str(), "fedadam" | "fedavg") {
         return usage("--optimizer must be fedadam or fedavg");
@@ -377,7 +384,7 @@ fn simulate(args: &FleetArgs) -> Result<FleetReport, FleetError> {
         delta: args.delta,
         noise_multiplier: spec.noise_multiplier,
         clip_norm: spec.clip_norm,
-        adaptive_clip: spec.adaptive_clip.map(|a| a.target_quantile),
+        adaptive_clip: spec.adaptive_clip,
         cohort,
         available_per_round: per_round,
         items: data.dataset.catalog.len(),
@@ -504,6 +511,7 @@ fn population_spec(
     let cohort_min = (cohort / 2).max(2);
     let adaptive = args.adaptive_clip.map(|quantile| AdaptiveClipping {
         target_quantile: quantile,
+        learning_rate: args.adaptive_clip_lr,
         ..AdaptiveClipping::defaults_for(u32::try_from(cohort).unwrap_or(u32::MAX))
     });
     let (mechanism, clip, noise, budget, bits) = match args.epsilon {
@@ -603,10 +611,12 @@ fn calibrate_noise(
     rounds: u32,
 ) -> Result<f64, FleetError> {
     // With adaptive clipping a plan needs z < 2 σ_b (the count's share of the noise comes
-    // out of the update's), so the search runs over t > 0 with z = 2 σ_b · t / (1 + t),
-    // which covers that range monotonically (the search doubles t from 1).
+    // out of the update's), so the search runs over t > 0 with z = t / (1 + t / (2 σ_b)),
+    // which covers that range monotonically and is ≈ t where the search starts (it doubles
+    // t from 1): much larger multipliers than needed can fail to fit the plan's bits, and
+    // a failure counts as missing the target.
     let multiplier = |t: f64| match &request.adaptive {
-        Some(a) => 2.0 * a.count_stddev * t / (1.0 + t),
+        Some(a) => t / (1.0 + t / (2.0 * a.count_stddev)),
         None => t,
     };
     let events_for = |t: f64| {

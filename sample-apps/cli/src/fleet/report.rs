@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use covey_model::Metrics;
+use covey_protocol::dp::AdaptiveClipping;
 use serde::Serialize;
 
 /// The whole run.
@@ -46,8 +47,8 @@ pub struct Settings {
     pub noise_multiplier: f64,
     /// L2 clip of one update (with adaptive clipping: of the first round).
     pub clip_norm: f64,
-    /// `--adaptive-clip`: the target quantile of the update norms, when the clip adapts.
-    pub adaptive_clip: Option<f64>,
+    /// `--adaptive-clip`: the clip's target quantile, learning rate and count noise.
+    pub adaptive_clip: Option<AdaptiveClipping>,
     /// Cohort size (`cohort_max`).
     pub cohort: usize,
     /// Devices that try each round (the server selects the cohort among those checking in).
@@ -202,9 +203,10 @@ pub struct Final {
 /// The clip setting as the table's header states it.
 fn clip_label(s: &Settings) -> String {
     match s.adaptive_clip {
-        Some(quantile) => format!(
-            "adaptive clip from {} towards the {quantile} quantile of the update norms",
-            s.clip_norm
+        Some(a) => format!(
+            "adaptive clip from {} towards the {} quantile of the update norms (η {}, count \
+             noise {} members)",
+            s.clip_norm, a.target_quantile, a.learning_rate, a.count_stddev
         ),
         None => format!("clip {}", s.clip_norm),
     }
