@@ -821,11 +821,16 @@ mod tests {
         assert_eq!(c.deadlines().stage_ms(secagg::Stage::Unmask), 30_000);
     }
 
+    /// `config` as the database keeps it (canonical TOML and catalog CSV), read back.
+    fn round_trip(config: &PopulationConfig) -> PopulationConfig {
+        let catalog = parse_catalog(catalog_csv(config.catalog()).unwrap().as_bytes()).unwrap();
+        PopulationConfig::from_toml(&config.to_toml().unwrap(), catalog).unwrap()
+    }
+
     #[test]
     fn canonical_toml_round_trips() {
         let c = PopulationConfig::from_toml(EXAMPLE, example_catalog()).unwrap();
-        let catalog = parse_catalog(catalog_csv(c.catalog()).unwrap().as_bytes()).unwrap();
-        let again = PopulationConfig::from_toml(&c.to_toml().unwrap(), catalog).unwrap();
+        let again = round_trip(&c);
         assert_eq!(c, again);
     }
 
@@ -914,8 +919,7 @@ mod tests {
             (o.schedule, o.decay_rounds, o.final_fraction),
             (LrSchedule::Cosine, 20, 0.25)
         );
-        let catalog = parse_catalog(catalog_csv(c.catalog()).unwrap().as_bytes()).unwrap();
-        let again = PopulationConfig::from_toml(&c.to_toml().unwrap(), catalog).unwrap();
+        let again = round_trip(&c);
         assert_eq!(again.optimizer(), o);
         // Files without the new keys keep a constant rate.
         let plain = PopulationConfig::from_toml(EXAMPLE, example_catalog()).unwrap();
@@ -950,8 +954,7 @@ mod tests {
             },
             "the paper's learning rate by default"
         );
-        let catalog = parse_catalog(catalog_csv(c.catalog()).unwrap().as_bytes()).unwrap();
-        let again = PopulationConfig::from_toml(&c.to_toml().unwrap(), catalog).unwrap();
+        let again = round_trip(&c);
         assert_eq!(again, c);
     }
 
