@@ -213,6 +213,15 @@ fn sigkill_mid_round_and_after_a_round_loses_nothing_and_counts_nothing_twice() 
         phases.contains(&"aborted") && phases.contains(&"completed"),
         "{phases:?}"
     );
+    // The completed round shows its plan's clip: the fixed clip_norm, so no next clip.
+    let done = rounds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == completed)
+        .unwrap();
+    assert_eq!(done["clip"].as_f64(), Some(1.0), "{done}");
+    assert!(done["next_clip"].is_null(), "{done}");
     let out = dir.path().join("v1.bin");
     let export = cli(
         &[
