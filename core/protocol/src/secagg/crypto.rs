@@ -5,7 +5,7 @@
 //!   server's for each dropped member) all use one secret, so they run as one batch
 //!   ([`AgreementKey::agree_many`], crate `covey-x25519-batch`): eight Montgomery ladders at
 //!   once on AVX-512 IFMA, bit-identical to x25519-dalek, which computes them one by one on
-//!   CPUs without IFMA (phones). On the bench machine that takes an agreement from ~50 µs to
+//!   CPUs without IFMA (phones). On the bench machine that takes an agreement from ~36 µs to
 //!   ~3.5 µs, so the masked-input stage stays near its keystream floor (BENCHMARKS.md).
 //! - HKDF-SHA256 (ring) with the session id as salt and an info string naming the protocol
 //!   version, the purpose, the stage and both member ids, so no derived key is ever reused
