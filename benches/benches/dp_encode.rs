@@ -19,6 +19,10 @@
 //! - `dp_encode/encoder_setup_skellam`: the per-round setup (signs + alias table).
 //! - `dp_decode/skellam`: unwrap + descale + inverse rotation + average of a 100-member sum.
 //! - After criterion, a ratio table against the copy+add floor (medians of interleaved runs).
+//!
+//! The transform, rounding, sign-flip and alias-draw kernels run on AVX-512 where the CPU has
+//! it (`covey-simd`, chosen at run time; the table's header says which ran);
+//! `COVEY_SIMD=portable` runs the portable code instead, for an A/B on the same machine.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -216,11 +220,17 @@ fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
     ];
     let times = interleaved_medians(cases);
     println!(
-        "\nDP encoding, d = 1M (padded 2^20), cohort {COHORT}, B = {}, Skellam μ = {:.1}, load {}",
+        "\nDP encoding, d = 1M (padded 2^20), cohort {COHORT}, B = {}, Skellam μ = {:.1}, \
+         kernels {}, load {}",
         plan.bits,
         match plan.noise {
             covey_protocol::dp::NoiseShare::Skellam { local_mu } => local_mu,
             _ => f64::NAN,
+        },
+        if covey_simd::Avx512::detect().is_some() {
+            "AVX-512"
+        } else {
+            "portable"
         },
         load_average()
     );
