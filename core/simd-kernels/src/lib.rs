@@ -165,9 +165,12 @@ impl Avx512 {
         }
     }
 
-    /// Alias-table draws added to `values`, 16 at a time from the start, stopping before the
-    /// first group of 16 with a tied head (which the caller settles: it needs more coin
-    /// bits) or the last partial group; returns how many values it did. Per value `v` with
+    /// Alias-table draws added to `values`, 16 at a time from the start, up to and
+    /// including the first group of 16 that holds a tied head, or up to the last partial
+    /// group. Returns how many values it went through (whole groups) and the tied lanes of
+    /// the last group (bit `l` for value `done − 16 + l`; 0 when no head tied), which it left
+    /// unchanged for the caller to settle with more coin bits, in lane order, before calling
+    /// again for the rest. Per value `v` with
     /// its 3 bytes of `heads` read big endian as `head` (below 2^24), `c = 24 − index_bits`:
     ///
     /// `index = head >> c`, `coin = head & (2^c − 1)`, `entry = table[index]`,
@@ -186,7 +189,7 @@ impl Avx512 {
         heads: &[u8],
         values: &mut [u32],
         mask: u32,
-    ) -> usize {
+    ) -> (usize, u16) {
         assert!(
             (1..24).contains(&index_bits)
                 && table.len() == 1 << index_bits

@@ -144,7 +144,7 @@ fn reference_draw(
 }
 
 #[test]
-fn alias_draws_match_the_definition_and_stop_at_a_tie() {
+fn alias_draws_match_the_definition_and_stop_after_a_tie() {
     let Some(token) = token() else { return };
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mut stops = 0;
@@ -166,23 +166,27 @@ fn alias_draws_match_the_definition_and_stop_at_a_tie() {
         let mask = [u32::MAX, (1 << 16) - 1, (1 << 20) - 1][case % 3];
         let before: Vec<u32> = (0..len).map(|_| rng.next_u32() & mask).collect();
         let mut values = before.clone();
-        let done = token.alias_draws(&table, index_bits, radius, &heads, &mut values, mask);
+        let (done, tied) = token.alias_draws(&table, index_bits, radius, &heads, &mut values, mask);
         let draws: Vec<Option<u32>> = (0..len)
             .map(|i| reference_draw(&table, index_bits, radius, &heads[3 * i..], before[i], mask))
             .collect();
-        // Done: every whole group of 16 before the first one with a tie.
-        let expected_done = draws
-            .chunks_exact(16)
-            .take_while(|group| group.iter().all(Option::is_some))
-            .count()
-            * 16;
+        // Done: every whole group of 16 up to and including the first one with a tie.
+        let groups = draws.chunks_exact(16);
+        let first_tied = groups.clone().position(|g| g.iter().any(Option::is_none));
+        let expected_done = 16 * first_tied.map_or(groups.len(), |g| g + 1);
         assert_eq!(done, expected_done, "case {case}");
-        stops += usize::from(done + 16 <= len);
+        let expected_tied: u16 = first_tied.map_or(0, |g| {
+            (0..16)
+                .filter(|l| draws[16 * g + l].is_none())
+                .map(|l| 1 << l)
+                .sum()
+        });
+        assert_eq!(tied, expected_tied, "case {case}");
+        stops += usize::from(tied != 0);
         for i in 0..len {
-            let expected = if i < done {
-                draws[i].unwrap()
-            } else {
-                before[i]
+            let expected = match draws[i] {
+                Some(drawn) if i < done => drawn,
+                _ => before[i],
             };
             assert_eq!(values[i], expected, "case {case}, value {i}");
         }

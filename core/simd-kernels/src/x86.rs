@@ -213,7 +213,7 @@ pub(crate) unsafe fn alias_draws(
     heads: &[u8],
     values: &mut [u32],
     mask: u32,
-) -> usize {
+) -> (usize, u16) {
     let coin_bits = _mm512_set1_epi32((24 - index_bits) as i32);
     let coin_mask = _mm512_set1_epi32((1 << (24 - index_bits)) - 1);
     let alias_mask = _mm512_set1_epi32((1 << index_bits) - 1);
@@ -252,18 +252,19 @@ pub(crate) unsafe fn alias_draws(
         }
         let entry = load_u32(&entries);
         let threshold = _mm512_srlv_epi32(entry, shift);
-        if _mm512_cmpeq_epi32_mask(coin, threshold) != 0 {
-            // A tied head: the caller settles this group with further coin bits.
-            break;
-        }
+        let tied = _mm512_cmpeq_epi32_mask(coin, threshold);
         let alias = _mm512_and_si512(entry, alias_mask);
         let value = _mm512_mask_blend_epi32(_mm512_cmplt_epu32_mask(coin, threshold), alias, index);
         let v = load_u32(vs);
         let sum = _mm512_sub_epi32(_mm512_add_epi32(v, value), radius);
-        store_u32(vs, _mm512_and_si512(sum, mask));
-        done += 16;
+        // Tied lanes keep their value for the caller.
+        store_u32(vs, _mm512_mask_and_epi32(v, !tied, sum, mask));
+        done += LANES;
+        if tied != 0 {
+            return (done, tied);
+        }
     }
-    done
+    (done, 0)
 }
 
 #[inline]

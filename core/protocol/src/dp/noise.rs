@@ -417,9 +417,10 @@ impl AliasTable {
     /// Adds to each of `values` the draw of its head (the next 3 bytes of `heads`, big
     /// endian) and wraps with `mask`; a tied head (rare) is completed at once with a tail
     /// from `stream`. Only that rare case branches, so the lookups of consecutive draws
-    /// overlap. Where the CPU has AVX-512 the draws run 16 at a time (gathered lookups);
-    /// a group with a tied head, and the last partial group, take the scalar path, so the
-    /// tails are drawn in the same order and the result is the same bit for bit.
+    /// overlap. Where the CPU has AVX-512 the draws run 16 at a time; the kernel stops after
+    /// a group with a tied head, whose tied draws are completed here in order before it goes
+    /// on (and the last partial group takes the scalar path), so the tails are drawn in the
+    /// same order and the result is the same bit for bit.
     pub(crate) fn add_draws(
         &self,
         values: &mut [u32],
@@ -431,23 +432,30 @@ impl AliasTable {
             return self.add_draws_scalar(values, heads, mask, stream);
         };
         let mut at = 0;
-        while at < values.len() {
-            let (values, heads) = (&mut values[at..], &heads[HEAD_BYTES * at..]);
-            let done = simd.alias_draws(
+        loop {
+            let (done, mut tied) = simd.alias_draws(
                 &self.heads,
                 self.index_bits,
                 self.radius as u32,
-                heads,
-                values,
+                &heads[HEAD_BYTES * at..],
+                &mut values[at..],
                 mask,
             );
-            // The group the kernel stopped at (a tie, or the partial tail).
-            let end = (done + SIMD_GROUP).min(values.len());
-            let rest = &heads[HEAD_BYTES * done..];
-            self.add_draws_scalar(&mut values[done..end], rest, mask, stream)?;
-            at += end;
+            at += done;
+            if tied == 0 {
+                break;
+            }
+            // The tied lanes of the last group, lowest first.
+            while tied != 0 {
+                let i = at - SIMD_GROUP + tied.trailing_zeros() as usize;
+                let head = head_of(&heads[HEAD_BYTES * i..]);
+                let draw = self.sample_tie(head, stream.next_u64()?);
+                values[i] = values[i].wrapping_add(draw as u32) & mask;
+                tied &= tied - 1;
+            }
         }
-        Ok(())
+        // The last partial group.
+        self.add_draws_scalar(&mut values[at..], &heads[HEAD_BYTES * at..], mask, stream)
     }
 
     /// [`Self::add_draws`] one value at a time.
