@@ -57,8 +57,10 @@ impl std::fmt::Debug for EncodedUpdate {
 /// the next call or drop.
 #[derive(Default)]
 pub struct EncodeScratch {
-    /// The rotation after its first stage (padded length).
+    /// The rotation after its first stage (padded length, from `rotated_start`).
     rotated: Vec<f32>,
+    /// Where the rotation starts in `rotated` ([`rotation_start`]).
+    rotated_start: usize,
     /// One second-stage tile of the rotation.
     tile: Vec<f32>,
     /// One batch of the tile's coordinates in keystream order, contiguous.
@@ -82,9 +84,12 @@ impl std::fmt::Debug for EncodeScratch {
 }
 
 impl EncodeScratch {
-    /// Sizes every buffer for a transform split as `stages`.
-    fn prepare(&mut self, padded: usize, stages: Stages) {
-        self.rotated.resize(padded + WORDS_PER_LINE, 0.0);
+    /// Sizes every buffer for a transform split as `stages` and places the rotation apart
+    /// from `output` (the encoded vector the tile stage writes).
+    fn prepare(&mut self, padded: usize, stages: Stages, output: &[u32]) {
+        let row_bytes = 4 * stages.block;
+        self.rotated.resize(padded + (row_bytes + LINE) / 4, 0.0);
+        self.rotated_start = rotation_start(&self.rotated, row_bytes, output);
         self.tile.resize(stages.tile_len() + WORDS_PER_LINE, 0.0);
         self.chunk.resize(BATCH + WORDS_PER_LINE, 0.0);
         self.encoded_tile
@@ -99,6 +104,19 @@ impl EncodeScratch {
 const LINE: usize = 64;
 /// 4-byte elements (f32, u32) per line: the slack a [`line_aligned`] buffer needs.
 const WORDS_PER_LINE: usize = LINE / 4;
+
+/// Where the rotation starts in `rotated`: on a cache line, and with its rows (`row_bytes`
+/// apart, gathered by the tile stage) half a row stride away, modulo the stride, from the
+/// rows of `output` that the same stage writes. Why: rows 16 KiB apart fall into a few cache
+/// sets, and when the two arrays' rows landed in the same ones (by the chance of where the
+/// allocator put them) the encode took twice as long in some runs of the bench.
+fn rotation_start(rotated: &[f32], row_bytes: usize, output: &[u32]) -> usize {
+    let aligned = rotated.as_ptr().align_offset(LINE).min(WORDS_PER_LINE);
+    let at = rotated.as_ptr() as usize + 4 * aligned;
+    let gap = at.wrapping_sub(output.as_ptr() as usize) % row_bytes.max(1);
+    let shift = (row_bytes / 2 + row_bytes - gap) % row_bytes.max(1) / LINE * LINE;
+    aligned + shift / 4
+}
 
 /// The `len` elements of `buffer` from its first [`LINE`]-aligned element. Why: a vector or
 /// tile row that straddles two cache lines costs two accesses (and, in the tile stage's
@@ -232,11 +250,10 @@ impl Encoder {
         }
         let padded = self.signs.len();
         let stages = Stages::of(padded);
-        scratch.prepare(padded, stages);
-        let norm = finite_norm(
-            self.rotate_blocks(update, line_aligned(&mut scratch.rotated, padded), stages),
-            update,
-        )?;
+        out.values.resize(plan.vector_len(), 0);
+        scratch.prepare(padded, stages, &out.values);
+        let rotated = &mut scratch.rotated[scratch.rotated_start..][..padded];
+        let norm = finite_norm(self.rotate_blocks(update, rotated, stages), update)?;
         // Clip, scale and the rotation's 1/√n in one gain. The clip target sits FLOAT_ROOM
         // below C so that the f32 rotation's error cannot lift the scaled norm above the
         // plan's c: conditional rounding's slack over c is only about half an integer unit,
@@ -244,7 +261,6 @@ impl Encoder {
         let gain =
             clip_factor(norm, plan.clip * (1.0 - FLOAT_ROOM)) * plan.scale / (padded as f64).sqrt();
         let values = &mut out.values;
-        values.resize(plan.vector_len(), 0);
         // ChaCha20 keystreams keyed from the caller's RNG feed the rounding coins and the
         // alias-table noise at SIMD speed.
         let mut coins = Coins::from_rng(rng);
@@ -342,6 +358,7 @@ impl Encoder {
     ) -> Result<(f64, u128)> {
         let EncodeScratch {
             rotated,
+            rotated_start,
             tile,
             chunk,
             encoded_tile,
@@ -349,7 +366,7 @@ impl Encoder {
             coin_heads,
             noise_heads,
         } = scratch;
-        let rotated = line_aligned(rotated, values.len());
+        let rotated = &rotated[*rotated_start..][..values.len()];
         let tile = line_aligned(tile, stages.tile_len());
         let chunk_buffer = line_aligned(chunk, BATCH);
         let encoded_tile = line_aligned(encoded_tile, stages.tile_len());
@@ -530,18 +547,34 @@ mod tests {
     }
 
     #[test]
+    fn the_rotation_sits_on_a_line_half_a_row_stride_from_the_output() {
+        let row_bytes = 16_384;
+        let output = vec![0u32; 5_000];
+        for extra in 0..32 {
+            // Buffers at assorted addresses.
+            let rotated = vec![0.0f32; 4_096 + (row_bytes + LINE) / 4 + extra];
+            let start = rotation_start(&rotated, row_bytes, &output);
+            assert!(start + 4_096 <= rotated.len());
+            let at = rotated.as_ptr() as usize + 4 * start;
+            assert_eq!(at % LINE, 0);
+            let gap = at.wrapping_sub(output.as_ptr() as usize) % row_bytes;
+            assert!(gap.abs_diff(row_bytes / 2) < LINE, "{gap}");
+        }
+    }
+
+    #[test]
     fn the_exact_recount_replays_the_pass_bit_for_bit() {
         let encoder = Encoder::new(&plan(20_000, NoiseKind::Skellam)).unwrap();
         let padded = encoder.signs.len();
         let stages = Stages::of(padded);
         let mut scratch = EncodeScratch::default();
-        scratch.prepare(padded, stages);
-        let rotated = line_aligned(&mut scratch.rotated, padded);
+        let mut passes = [vec![0u32; padded], vec![0u32; padded]];
+        scratch.prepare(padded, stages, &passes[0]);
+        let rotated = &mut scratch.rotated[scratch.rotated_start..][..padded];
         let norm = encoder.rotate_blocks(&update(20_000, 6), rotated, stages);
         let gain = encoder.plan.scale / norm.sqrt().max(1.0) / (padded as f64).sqrt();
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let mut coins = Coins::from_rng(&mut ChaCha20Rng::seed_from_u64(8));
-        let mut passes = [vec![0u32; padded], vec![0u32; padded]];
         let mut norms = [(0.0, 0), (0.0, 0)];
         let mut ends = [(0, 0), (0, 0)];
         for (exact, (values, norm)) in passes.iter_mut().zip(&mut norms).enumerate() {
