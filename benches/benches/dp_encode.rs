@@ -18,12 +18,18 @@
 //!   buffers on every call, as a one-off encode does.
 //! - `dp_encode/encoder_setup_skellam`: the per-round setup (signs + alias table).
 //! - `dp_decode/skellam`: unwrap + descale + inverse rotation + average of a 100-member sum.
-//! - After criterion, a ratio table against the copy+add floor (medians of interleaved runs).
+//! - After criterion, a ratio table against the copy+add floor in two cache states, each the
+//!   median of 15 interleaved rounds: *interleaved* (every case once per round in turn, so
+//!   each finds the cache as the others left it) and *memory-cold* (a 64 MiB sweep, twice
+//!   the last-level cache, evicts everything before each timed call, so the floor really is
+//!   the memory bandwidth and the encoder starts as a device's once-a-round encode does).
+//!   Criterion's own figures are the third state: each case back to back, data in cache.
 //!
 //! The transform, rounding, sign-flip and alias-draw kernels run on AVX-512 where the CPU has
 //! it (`covey-simd`, chosen at run time; the table's header says which ran);
 //! `COVEY_SIMD=portable` runs the portable code instead, for an A/B on the same machine.
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -32,7 +38,7 @@ use covey_protocol::dp::{
     Decoder, DpPlan, EncodeScratch, EncodedUpdate, Encoder, NoiseKind, PlanRequest, choose_plan,
 };
 use covey_protocol::keystream::Keystream;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -45,6 +51,8 @@ const COHORT: u32 = 100;
 const KEYSTREAM_BYTES: usize = 5;
 /// Bytes per keystream read, as the encoder's chunks.
 const CHUNK: usize = 5 * 1024;
+/// Bytes swept to evict every cache level: twice this machine's 32 MiB L3.
+const EVICT_BYTES: usize = 64 << 20;
 
 fn plan(noise: NoiseKind) -> DpPlan {
     let mut request = PlanRequest::new(COHORT, DIMENSION as u32, 1.0, 1.0, [0x5d; 32]);
@@ -101,8 +109,12 @@ fn bench(c: &mut Criterion) {
     floor.bench_function("rand_chacha_5B", |b| {
         b.iter(|| rand_chacha_floor(&mut rng, &mut chunk))
     });
-    let mut transformed = padded_copy(&input);
-    floor.bench_function("hadamard_2^20", |b| b.iter(|| fwht(&mut transformed)));
+    // A fresh copy per batch (untimed): transforming the same buffer over and over would
+    // grow it by 2^10 a call and reach f32 infinity after about 13 calls.
+    let padded = padded_copy(&input);
+    floor.bench_function("hadamard_2^20", |b| {
+        b.iter_batched_ref(|| padded.clone(), |v| fwht(v), BatchSize::LargeInput)
+    });
     floor.finish();
 
     let mut encode = c.benchmark_group("dp_encode");
@@ -177,7 +189,8 @@ fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mut chunk = vec![0u8; CHUNK];
     let mut stream = Keystream::new(&[1; 32], &[0; 12]);
-    let mut transformed = padded_copy(input);
+    let padded = padded_copy(input);
+    let transformed = RefCell::new(padded.clone());
     let encoder = Encoder::new(plan).expect("encoder");
     let decoder = Decoder::new(plan).expect("decoder");
     let (mut scratch, mut encoded) = (EncodeScratch::default(), EncodedUpdate::default());
@@ -192,7 +205,10 @@ fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
             "ChaCha20 5 B/coordinate",
             Box::new(|| keystream_floor(&mut stream, &mut chunk)),
         ),
-        ("Hadamard 2^20 (f32)", Box::new(|| fwht(&mut transformed))),
+        (
+            "Hadamard 2^20 (f32)",
+            Box::new(|| fwht(&mut transformed.borrow_mut())),
+        ),
         (
             "encode, steady (scratch kept)",
             Box::new(|| {
@@ -218,7 +234,10 @@ fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
             Box::new(|| rand_chacha_floor(&mut chacha_rng, &mut chacha_chunk)),
         ),
     ];
-    let times = interleaved_medians(cases);
+    // Untimed, before every round: the transform's input back to the update, so 30 rounds
+    // of transforms never overflow.
+    let mut reset = || transformed.borrow_mut().copy_from_slice(&padded);
+    let times = interleaved_medians(cases, &mut reset);
     println!(
         "\nDP encoding, d = 1M (padded 2^20), cohort {COHORT}, B = {}, Skellam μ = {:.1}, \
          kernels {}, load {}",
@@ -234,13 +253,18 @@ fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
         },
         load_average()
     );
-    println!("{:<32}{:>12}{:>10}", "case", "median", "x floor");
-    let floor = times[0].1;
-    for (name, t) in times {
+    println!(
+        "{:<32}{:>12}{:>10}{:>14}{:>10}",
+        "case", "interleaved", "x floor", "memory-cold", "x floor"
+    );
+    let (_, floor, cold_floor) = times[0];
+    for (name, t, c) in times {
         println!(
-            "{name:<32}{:>10.3}ms{:>10.1}",
+            "{name:<32}{:>10.3}ms{:>10.1}{:>12.3}ms{:>10.1}",
             t.as_secs_f64() * 1e3,
-            t.as_secs_f64() / floor.as_secs_f64()
+            t.as_secs_f64() / floor.as_secs_f64(),
+            c.as_secs_f64() * 1e3,
+            c.as_secs_f64() / cold_floor.as_secs_f64()
         );
     }
 }
@@ -248,25 +272,49 @@ fn ratio_table(input: &[f32], other: &[f32], plan: &DpPlan, sum: &[u32]) {
 /// A named case of the ratio table.
 type Case<'a> = (&'a str, Box<dyn FnMut() + 'a>);
 
-/// Median wall time of each case over 15 rounds that run every case once in turn, so a
-/// change of machine load during the table hits all cases alike.
-fn interleaved_medians<'a>(mut cases: [Case<'a>; 7]) -> Vec<(&'a str, Duration)> {
-    let mut samples = vec![Vec::new(); cases.len()];
-    for _ in 0..15 {
-        for ((_, f), times) in cases.iter_mut().zip(&mut samples) {
-            let start = Instant::now();
-            f();
-            times.push(start.elapsed());
+/// Each case's name and median wall time over 15 rounds that run every case once in turn
+/// (so a change of machine load hits all cases alike): first as they come (interleaved),
+/// then with every cache level evicted right before each timed call (memory-cold). `reset`
+/// runs, untimed, before every round.
+fn interleaved_medians<'a>(
+    mut cases: [Case<'a>; 7],
+    reset: &mut dyn FnMut(),
+) -> Vec<(&'a str, Duration, Duration)> {
+    let mut evict = vec![0u8; EVICT_BYTES];
+    let mut medians = |flush: bool| {
+        let mut samples = vec![Vec::new(); cases.len()];
+        for round in 0..15u8 {
+            reset();
+            for ((_, f), times) in cases.iter_mut().zip(&mut samples) {
+                if flush {
+                    evict_caches(&mut evict, round);
+                }
+                let start = Instant::now();
+                f();
+                times.push(start.elapsed());
+            }
         }
-    }
+        samples.into_iter().map(|mut times| {
+            times.sort();
+            times[times.len() / 2]
+        })
+    };
+    let interleaved: Vec<Duration> = medians(false).collect();
+    let cold: Vec<Duration> = medians(true).collect();
     cases
         .iter()
-        .zip(samples)
-        .map(|((name, _), mut times)| {
-            times.sort();
-            (*name, times[times.len() / 2])
-        })
+        .zip(interleaved.into_iter().zip(cold))
+        .map(|((name, _), (t, c))| (*name, t, c))
         .collect()
+}
+
+/// Writes every cache line of `buffer` (larger than the last-level cache), so whatever a
+/// case touched before is evicted to memory and dirty lines are written back first.
+fn evict_caches(buffer: &mut [u8], round: u8) {
+    for line in buffer.chunks_mut(64) {
+        line[0] = round;
+    }
+    black_box(buffer);
 }
 
 /// The 1-minute load average, for the record next to the figures.
