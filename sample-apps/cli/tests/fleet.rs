@@ -176,6 +176,13 @@ fn the_table_names_every_column_and_the_baselines() {
     }
     assert!(text.contains("baselines: popularity"), "{text}");
     assert!(text.contains("no DP target"), "{text}");
+    // Without a DP target the ledger's ε is astronomically large: the rows show "-" and
+    // the final line names it for what it is; the clip prints without trailing zeros.
+    assert!(text.contains("no DP (the ledger's ε"), "{text}");
+    assert!(
+        text.contains(" 2000 ") && !text.contains("2000.0"),
+        "{text}"
+    );
 }
 
 /// Issue 7's no-DP goal at CI size: the model the fleet ends with (not its best round)

@@ -212,6 +212,28 @@ fn clip_label(s: &Settings) -> String {
     }
 }
 
+/// The ε column: the ledger's figure under a DP target; without one the negligible noise
+/// makes it astronomically large and meaningless, so the column shows "-" (the final line
+/// still prints the ledger's figure).
+fn epsilon_cell(s: &Settings, epsilon: f64) -> String {
+    match s.epsilon_target {
+        Some(_) => format!("{epsilon:.3}"),
+        None => "-".to_owned(),
+    }
+}
+
+/// `x` with `digits` significant digits (at least none after the point): 2000, 21.70,
+/// 0.5000.
+fn significant(x: f64, digits: i32) -> String {
+    let magnitude = if x == 0.0 {
+        0
+    } else {
+        x.abs().log10().floor() as i32
+    };
+    let decimals = (digits - 1 - magnitude).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
 /// The per-round table as text.
 pub fn table(report: &FleetReport) -> String {
     let s = &report.settings;
@@ -261,7 +283,7 @@ pub fn table(report: &FleetReport) -> String {
     for r in &report.rounds {
         let _ = writeln!(
             out,
-            "{:>5} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>9} {:>10.2} {:>9} {:>7} {:>7.3} {:>8.4} \
+            "{:>5} {:>9} {:>8} {:>6} {:>6} {:>8} {:>8} {:>9} {:>10.2} {:>9} {:>7} {:>7} {:>8.4} \
              {:>8.4}{}",
             r.round,
             r.available,
@@ -272,10 +294,10 @@ pub fn table(report: &FleetReport) -> String {
             r.failed,
             r.bytes_per_member,
             r.seconds,
-            r.clip.map_or_else(|| "-".to_owned(), |c| format!("{c:.4}")),
+            r.clip.map_or_else(|| "-".to_owned(), |c| significant(c, 4)),
             r.within_clip
                 .map_or_else(|| "-".to_owned(), |b| format!("{b:.3}")),
-            r.epsilon,
+            epsilon_cell(s, r.epsilon),
             r.quality.hr_at_10,
             r.quality.ndcg_at_10,
             r.reason
@@ -301,13 +323,18 @@ pub fn table(report: &FleetReport) -> String {
     );
     let _ = writeln!(
         out,
-        "final: federated NDCG@10 {:.4} = {:.1}% of centralized, {:.2}× popularity; ε {:.3} at \
-         δ {:e}; {} rounds in {:.1} s",
+        "final: federated NDCG@10 {:.4} = {:.1}% of centralized, {:.2}× popularity; {}; {} \
+         rounds in {:.1} s",
         f.federated.ndcg_at_10,
         100.0 * f.ndcg_ratio_to_centralized,
         f.ndcg_ratio_to_popularity,
-        f.epsilon,
-        f.delta,
+        match s.epsilon_target {
+            Some(_) => format!("ε {:.3} at δ {:e}", f.epsilon, f.delta),
+            None => format!(
+                "no DP (the ledger's ε {:.3e} at δ {:e})",
+                f.epsilon, f.delta
+            ),
+        },
         f.rounds_completed,
         f.rounds_seconds
     );
