@@ -314,7 +314,7 @@ pub(crate) fn agree_many(secret: &[u8; 32], peers: &[[u8; 32]], out: &mut [Zeroi
     let scalar = scalar::clamp(secret);
     let mut limbs = Zeroizing::new([[0u64; 5]; LANES]);
     for (peers, out) in peers.chunks(LANES).zip(out.chunks_mut(LANES)) {
-        // Tail lanes repeat the first peer; their results are dropped.
+        // Tail lanes repeat the chunk's last peer; their results are dropped.
         let u: [Limbs; LANES] =
             core::array::from_fn(|lane| scalar::decode_u(&peers[lane.min(peers.len() - 1)]));
         ladder(&scalar, &u, &mut limbs);
