@@ -448,8 +448,7 @@ impl AliasTable {
             // The tied lanes of the last group, lowest first.
             while tied != 0 {
                 let i = at - SIMD_GROUP + tied.trailing_zeros() as usize;
-                let head = head_of(&heads[HEAD_BYTES * i..]);
-                let draw = self.sample_tie(head, stream.next_u64()?);
+                let draw = self.settle_tie(head_of(&heads[HEAD_BYTES * i..]), stream)?;
                 values[i] = values[i].wrapping_add(draw as u32) & mask;
                 tied &= tied - 1;
             }
@@ -470,11 +469,17 @@ impl AliasTable {
             let head = head_of(head);
             let (mut draw, tied) = self.head_draw(head);
             if tied {
-                draw = self.sample_tie(head, stream.next_u64()?);
+                draw = self.settle_tie(head, stream)?;
             }
             *v = v.wrapping_add(draw as u32) & mask;
         }
         Ok(())
+    }
+
+    /// The draw of a tied `head`, completed with the next tail of `stream` (the one place
+    /// tails are drawn, so the SIMD and scalar paths consume the stream alike).
+    fn settle_tie(&self, head: u32, stream: &mut Keystream) -> std::result::Result<i64, Exhausted> {
+        Ok(self.sample_tie(head, stream.next_u64()?))
     }
 
     /// Completes a draw [`Self::sample_head`] left tied, with the coin's remaining bits
