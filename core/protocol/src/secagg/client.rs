@@ -250,14 +250,17 @@ impl Client {
         }
         self.require_threshold(directory.len(), Stage::ShareKeys)?;
         let session = &self.params.session_id;
+        // All k share-encryption agreements use this member's one c secret: one batch (eight
+        // ladders at once where the CPU has AVX-512 IFMA), as for the mask keys.
+        let c_publics: Vec<[u8; 32]> = directory.values().map(|keys| keys.c_public).collect();
+        let agreed = self.c_key.agree_many(&c_publics)?;
         let mut ciphertexts = Vec::with_capacity(directory.len());
         let mut peers = BTreeMap::new();
-        for (pos, keys) in directory {
+        for ((pos, keys), shared) in directory.into_iter().zip(&agreed) {
             let peer = self.params.roster[pos];
-            let shared = self.c_key.agree(&keys.c_public)?;
             let share_key = |from, to| {
                 crypto::derive_key(
-                    &shared,
+                    shared,
                     session,
                     Purpose::ShareEncryption,
                     Stage::ShareKeys,
