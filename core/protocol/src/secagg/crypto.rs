@@ -1,8 +1,9 @@
 //! Key agreement, key derivation, share encryption and signatures.
 //!
 //! - X25519 with static secrets (x25519-dalek): the mask key s_u must be Shamir-shared, which
-//!   ring's ephemeral-only API cannot export. A member's k pairwise-mask agreements (and the
-//!   server's for each dropped member) all use one secret, so they run as one batch
+//!   ring's ephemeral-only API cannot export. A member's k agreements of a stage (share
+//!   encryption, pairwise masks; and the server's for each dropped member) all use one
+//!   secret, so they run as one batch
 //!   ([`AgreementKey::agree_many`], crate `covey-x25519-batch`): eight Montgomery ladders at
 //!   once on AVX-512 IFMA, bit-identical to x25519-dalek, which computes them one by one on
 //!   CPUs without IFMA (phones). On the bench machine that takes an agreement from ~36 µs to
